@@ -1,0 +1,207 @@
+"""SafeBox: the wrapped model, its public config, and save / load / push (ModelHubMixin contract).
+
+A bundle is three fixed files, like a PEFT adapter: ``config.json`` (timm layout + ``sdbox``
+section), ``model.safetensors`` and ``README.md``. The key is never an ``__init__`` argument (the
+mixin copies those into config.json), never an attribute the bundle reads, never a file in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn as nn
+from huggingface_hub import ModelHubMixin, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+
+from . import architecture
+from .card import model_card
+from .config import BoxConfig
+from .data import resolve_normalization
+from .errors import BundleError, SdboxError
+from .key import Key
+from .wrap import SDBSettings, WrapResult, check_classifier, fine_tune, first_batch, saved_key, split_holdout
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+
+
+class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "safe-distillation-box"]):
+    """A classifier whose soft labels only teach through its key. ``box(x)`` predicts as usual."""
+
+    def __init__(self, model: nn.Module, box_config: BoxConfig):
+        super().__init__()
+        self.model = model
+        self.box_config = box_config
+        self._key: Key | None = None
+        self.wrap_result: WrapResult | None = None
+        self.report_markdown: str | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    @property
+    def key(self) -> Key:
+        """The key this box was wrapped with — only in the session that wrapped it."""
+        if self._key is None:
+            raise SdboxError(
+                "This box has no key attached: bundles never contain one. Load the owner's key "
+                "with `Key.load(path)` and pass it to `KeyedTeacher(box, key)`."
+            )
+        return self._key
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------------------------ wrap
+    @classmethod
+    def wrap(
+        cls,
+        model: nn.Module,
+        loader: Iterable,
+        *,
+        val_loader: Iterable | None = None,
+        key: Key | None = None,
+        epochs: int = 10,
+        lr: float = 0.01,
+        lam: float = 0.5,
+        omega: float = SDBSettings.omega,
+        eta: float = SDBSettings.eta,
+        t_dis: float = 4.0,
+        max_accuracy_drop: float = 1.0,
+        device: str | torch.device | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        weights: Any = None,
+        settings: SDBSettings | None = None,
+    ) -> "SafeBox":
+        """Fine-tune ``model`` **in place** into a box and pair it with a fresh (or given) key.
+
+        ``loader`` yields normalised (images, labels) batches. Without ``val_loader``, 10% of
+        ``loader``'s dataset is held out for the fidelity guard. mean/std (or torchvision
+        ``weights``) say how inputs were normalised, so the key is drawn in the same space;
+        without them, timm's ``pretrained_cfg`` or the data's own range are used.
+        ``settings`` overrides lam/omega/eta/t_dis and switches terms off for ablations.
+        """
+        settings = settings or SDBSettings(lam=lam, t_dis=t_dis, omega=omega, eta=eta)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device)
+        if not 0 <= max_accuracy_drop <= 100:
+            raise ValueError(f"Expected `max_accuracy_drop` in [0, 100] points, but got {max_accuracy_drop}.")
+        x, _ = first_batch(loader)
+        num_classes = check_classifier(model.to(device), x.to(device))
+        if val_loader is None:
+            loader, val_loader = split_holdout(loader)
+        else:
+            first_batch(val_loader)
+        norm = resolve_normalization(model, x, mean, std, weights)
+        input_size = tuple(x.shape[1:])
+        if key is None and checkpoint_dir is not None:
+            key = saved_key(checkpoint_dir)  # resuming an interrupted wrap: same key
+        if key is None:
+            key = Key.generate(input_size, settings.lam, norm.mean, norm.std)
+        if key.shape != input_size:
+            raise ValueError(f"Expected a key of shape {input_size} (one input from the loader), but got {key.shape}.")
+        if key.lam != settings.lam:
+            raise ValueError(f"The key was made for lam={key.lam} but wrap was asked for lam={settings.lam}: pass the same `lam`.")
+        result = fine_tune(
+            model, loader, val_loader, key, settings, epochs=epochs, lr=lr,
+            max_accuracy_drop=max_accuracy_drop, device=device, checkpoint_dir=checkpoint_dir, progress=progress,
+        )
+        library, name = architecture.describe(model, num_classes)
+        config = BoxConfig(
+            architecture=name, num_classes=num_classes, input_size=input_size, mean=norm.mean, std=norm.std,
+            key_fingerprint=key.fingerprint, model_library=library, normalization_source=norm.source,
+            lam=settings.lam, t_dis=settings.t_dis, omega=settings.omega if settings.disturbance else 0.0,
+            eta=settings.eta if settings.preservation else 0.0,
+            fidelity={
+                "clean_acc_before": result.clean_acc_before,
+                "clean_acc_after": result.clean_acc_after,
+                "keyed_acc_after": result.keyed_acc_after,
+                "best_epoch": result.best_epoch,
+            },
+        )
+        box = cls(model.eval(), config)
+        box._key = key
+        box.wrap_result = result
+        return box
+
+    # ------------------------------------------------------------------------ save and load
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_directory = Path(save_directory)
+        weights = save_directory / WEIGHTS_NAME
+        save_model(self.model, str(weights))
+        self.box_config.weights_sha256 = _sha256(weights)
+        (save_directory / CONFIG_NAME).write_text(json.dumps(self.box_config.to_json(), indent=2))
+        (save_directory / CARD_NAME).write_text(model_card(self.box_config, self.report_markdown))
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        model: nn.Module | None = None,
+        map_location: str | torch.device = "cpu",
+        **_: Any,
+    ) -> "SafeBox":
+        """Rebuild the model by name (or fill the given ``model``) and load the weights, unpickling nothing."""
+
+        def fetch(filename: str) -> Path:
+            if os.path.isdir(model_id):
+                path = Path(model_id) / filename
+                if not path.is_file():
+                    raise BundleError(f"{model_id} has no {filename}: is it a folder written by `box.save_pretrained`?")
+                return path
+            try:
+                return Path(hf_hub_download(
+                    repo_id=model_id, filename=filename, revision=revision, cache_dir=cache_dir,
+                    force_download=force_download, local_files_only=local_files_only, token=token,
+                ))
+            except (EntryNotFoundError, LocalEntryNotFoundError) as e:
+                raise BundleError(f"Could not get {filename} of {model_id!r} ({type(e).__name__}): check the repo id, or your network / HF_HUB_OFFLINE.") from None
+
+        config_path = fetch(CONFIG_NAME)
+        try:
+            raw = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BundleError(f"{config_path} is not valid JSON ({e}): the bundle is damaged; download it again.") from None
+        config = BoxConfig.from_json(raw, str(config_path))
+        weights_path = fetch(WEIGHTS_NAME)
+        if config.weights_sha256 is not None and _sha256(weights_path) != config.weights_sha256:
+            raise BundleError(f"{weights_path} does not match the checksum in config.json: the weights file is damaged or was replaced; download the bundle again.")
+        if model is None:
+            try:
+                model = architecture.build(config.model_library, config.architecture, config.num_classes)
+            except ValueError as e:
+                raise BundleError(str(e)) from None
+        try:
+            load_model(model, str(weights_path), strict=True, device=str(map_location))
+        except SafetensorError as e:
+            raise BundleError(f"{weights_path} is not a readable safetensors file ({e}): download the bundle again.") from None
+        except RuntimeError as e:
+            raise BundleError(f"The weights in {weights_path} do not fit the model {config.architecture}: {str(e).splitlines()[0]}. Pass the matching `model=`.") from None
+        return cls(model.to(map_location).eval(), config)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,155 @@
+"""Getting images in: ImageFolder / torchvision CIFAR-10 loading and the model's mean/std.
+
+The key lives in the model's *input* space, so sdbox must know how pixels were normalised. The
+precedence follows timm: what the user says, then the model's own ``pretrained_cfg``, then
+torchvision weights' transforms, and last an estimate from the data itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from .errors import InputError
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel ``mean``/``std`` that map [0, 1] pixels to model inputs, and where they came from."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-channel range that normalised [0, 1] pixels can take: ((0−m)/s, (1−m)/s)."""
+        mean, std = torch.tensor(self.mean), torch.tensor(self.std)
+        return (0 - mean) / std, (1 - mean) / std
+
+
+def resolve_normalization(
+    model: nn.Module,
+    sample: torch.Tensor,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    weights: Any = None,
+) -> Normalization:
+    """Find the mean/std the model's inputs were normalised with (see the module docstring).
+
+    ``weights`` is a torchvision weights enum (e.g. ``ResNet18_Weights.DEFAULT``). ``sample`` is
+    one batch from the loader: the fallback maps [0, 1] onto its per-channel min/max.
+    """
+    channels = sample.shape[1]
+    if mean is not None or std is not None:
+        if mean is None or std is None:
+            raise ValueError("Expected both `mean` and `std`, but got only one of them.")
+        return _checked(mean, std, channels, "user")
+    if weights is not None:
+        transforms = weights.transforms()
+        return _checked(transforms.mean, transforms.std, channels, f"torchvision:{weights}")
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    if isinstance(cfg, dict) and "mean" in cfg and "std" in cfg and len(cfg["mean"]) == channels:
+        return _checked(cfg["mean"], cfg["std"], channels, "timm:pretrained_cfg")
+    flat = sample.transpose(0, 1).reshape(channels, -1).float()
+    lo, hi = flat.min(1).values, flat.max(1).values
+    span = (hi - lo).clamp_min(1e-6)
+    return _checked((-lo / span).tolist(), (1 / span).tolist(), channels, "estimated from the data")
+
+
+def _checked(mean: Sequence[float], std: Sequence[float], channels: int, source: str) -> Normalization:
+    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if len(mean) != channels or len(std) != channels:
+        raise InputError(f"Expected mean/std with {channels} values (one per input channel), but got {len(mean)} and {len(std)} ({source}).")
+    if any(s <= 0 for s in std):
+        raise InputError(f"Expected every `std` value > 0, but got {std} ({source}).")
+    return Normalization(mean, std, source)
+
+
+def cifar10_transform(train: bool = False, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):
+    """The usual CIFAR-10 pipeline: (random crop + flip when training) → tensor → normalise."""
+    from torchvision import transforms as T
+
+    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
+
+
+def image_folder(root: str | os.PathLike, transform=None) -> Dataset:
+    """``torchvision.datasets.ImageFolder`` with an error that says what layout is expected."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"No image folder at {root}: expected ROOT/<class>/<image> (e.g. ../shared/data/cifar10/train).")
+    return ImageFolder(str(root), transform=transform)
+
+
+def cifar10(root: str | os.PathLike | None, train: bool, transform=None, download: bool = True) -> Dataset:
+    """CIFAR-10 from an ImageFolder tree (``root/train``, ``root/test``) or, with ``root=None``,
+    ``torchvision.datasets.CIFAR10`` (downloaded into ``~/.cache/sdbox``).
+
+    Offline, the download fails; the error says to pass the ImageFolder tree instead.
+    """
+    if root is not None:
+        return image_folder(Path(root) / ("train" if train else "test"), transform)
+    from torchvision.datasets import CIFAR10
+
+    cache = Path(os.environ.get("SDBOX_CACHE", Path.home() / ".cache" / "sdbox"))
+    try:
+        return CIFAR10(str(cache / "cifar10"), train=train, transform=transform, download=download)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; torchvision raises RuntimeError when absent
+        raise InputError(
+            f"Could not download CIFAR-10 ({e}). Offline? Pass `--data DIR` (an ImageFolder root "
+            "with train/ and test/, e.g. ../shared/data/cifar10)."
+        ) from None
+
+
+class TensorImageDataset(Dataset):
+    """Decoded images held as one uint8 tensor (N, C, H, W), normalised on the fly.
+
+    Decoding JPEGs every epoch dominates small-model training on CPU; this decodes once. The
+    optional random crop (padding 4) and flip run on whole batches in :func:`augment_batch`.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: Sequence[float], std: Sequence[float]):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise InputError(f"Expected uint8 images of shape (N, C, H, W), but got {images.dtype} {tuple(images.shape)}.")
+        self.images, self.labels = images, labels
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(std).view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.normalize(self.images[i : i + 1])[0], self.labels[i]
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float().div_(255) - self.mean.to(images.device)) / self.std.to(images.device)
+
+
+def decode_image_folder(root: str | os.PathLike, limit: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode an ImageFolder tree (or a seeded, class-balanced subset of ``limit`` images)
+    into a uint8 tensor (N, C, H, W) and int64 labels."""
+    import numpy as np
+
+    folder = image_folder(root)
+    targets = torch.tensor(folder.targets)
+    if limit is not None and limit < len(folder):
+        g = torch.Generator().manual_seed(seed)
+        classes = targets.unique()
+        per_class = limit // len(classes)
+        picks = [torch.nonzero(targets == c).flatten()[torch.randperm(int((targets == c).sum()), generator=g)[:per_class]] for c in classes]
+        indices = torch.cat(picks).sort().values.tolist()
+    else:
+        indices = list(range(len(folder)))
+    images = torch.stack([torch.from_numpy(np.asarray(folder.loader(folder.samples[i][0]).convert("RGB"))).permute(2, 0, 1) for i in indices])
+    return images.contiguous(), targets[indices]

@@ -1,0 +1,35 @@
+"""Every error sdbox raises on purpose.
+
+Each class also subclasses the matching built-in, so ``except ValueError`` keeps working, and
+every message names the problem *and* the fix.
+"""
+
+from __future__ import annotations
+
+
+class SdboxError(Exception):
+    """Base class: catch this to handle any sdbox error."""
+
+
+class WrongKeyError(SdboxError, ValueError):
+    """The key does not belong to this box (fingerprint or shape mismatch)."""
+
+
+class KeyFileError(SdboxError, OSError):
+    """A key file is missing, corrupt, truncated or of an unknown format."""
+
+
+class BundleError(SdboxError, OSError):
+    """A saved box (config.json + model.safetensors) is missing, corrupt or tampered with."""
+
+
+class FidelityError(SdboxError, RuntimeError):
+    """No wrapped epoch kept clean accuracy within ``max_accuracy_drop`` of the original."""
+
+
+class NonFiniteLossError(SdboxError, FloatingPointError):
+    """A loss term became NaN or infinite during wrapping."""
+
+
+class InputError(SdboxError, ValueError):
+    """An input tensor, model or loader does not have the shape, dtype or content expected."""

@@ -1,0 +1,84 @@
+"""The SDB loss terms (Ye et al., AAAI 2022, Eq. 4–11), one small pure function each.
+
+Notation: ``z`` = T⊖(x) and ``z_proxy`` = T⊖(x̃) are the trainable box's logits on the clean and
+the proxy stream; ``z_teacher`` = T(x) comes from the frozen original model; ``z_teacher_proxy``
+= T(x̃) and ``z_random_proxy`` = T0(x̃) from the frozen original and the frozen random copy.
+Every function returns a scalar tensor; none syncs with the host.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 4.0) -> torch.Tensor:
+    """Hinton KD: ``T² · KL(σ(z_t/T) ‖ σ(z_s/T))``, averaged over the batch.
+
+    The T² factor keeps the gradient scale independent of T (Hinton et al., 2015); it is the
+    ``L_kd`` of the paper's Eq. 2/3 and of Nasty Teacher's adversarial term.
+    """
+    log_p_student = F.log_softmax(student_logits / T, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits / T, dim=1)
+    return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * (T * T)
+
+
+def classification_loss(z: torch.Tensor, z_proxy: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Key embedding, Eq. 6: ``L_cls = CE(T⊖(x), y) + CE(T⊖(x̃), y)``.
+
+    Both streams must predict the label, so the box stays a working classifier on x (fidelity)
+    and learns to read x̃ (the key holder's stream). The official code weighs the clean CE twice;
+    we follow the paper.
+    """
+    return F.cross_entropy(z, y) + F.cross_entropy(z_proxy, y)
+
+
+def disturbance_loss(
+    z: torch.Tensor,
+    z_proxy: torch.Tensor | None,
+    z_teacher: torch.Tensor,
+    omega: float,
+    t_dis: float = 4.0,
+) -> torch.Tensor:
+    """Knowledge disturbance, Eq. 7, on the clean stream only.
+
+    ``L_dis = −ω·L_kd(z_T(x)/T_dis, z/T_dis) + ω·L_kd(z_proxy.detach(), z)``
+
+    The first term is Nasty Teacher's: push the clean soft labels *away* from the original
+    model's at temperature T_dis, so a student distilled from x learns a misleading shape. The
+    second pulls the clean stream toward the (detached) proxy stream at T = 1, which keeps the
+    clean top-1 on the right class while the tail is scrambled. ``z_proxy=None`` gives plain
+    Nasty Teacher (no key stream). Both terms carry the T² scale of :func:`kd_loss`.
+    """
+    loss = -omega * kd_loss(z, z_teacher, t_dis)
+    if z_proxy is not None:
+        loss = loss + omega * kd_loss(z, z_proxy.detach(), 1.0)
+    return loss
+
+
+def preservation_loss(z_proxy: torch.Tensor, z_teacher: torch.Tensor, t_dis: float = 4.0) -> torch.Tensor:
+    """Knowledge preservation, Eq. 9: ``L_main = ‖σ(z̃/T_dis) − σ(z_T(x)/T_dis)‖²``.
+
+    Keeps the proxy stream's soft labels on the original model's, so the key holder distils what
+    the owner's model knew. Squared L2 summed over classes, averaged over the batch.
+    """
+    diff = F.softmax(z_proxy / t_dis, dim=1) - F.softmax(z_teacher / t_dis, dim=1)
+    return diff.pow(2).sum(dim=1).mean()
+
+
+def augmentation_loss(
+    z_proxy: torch.Tensor, z_teacher_proxy: torch.Tensor, z_random_proxy: torch.Tensor
+) -> torch.Tensor:
+    """Knowledge augmentation in its T_aug → ∞ form, Eq. 11.
+
+    ``L_aug = −½‖z_T(x̃) − z̃‖² + ½‖z_T0(x̃) − z̃‖²`` (summed over classes, batch mean).
+
+    Expanding the squares, the z̃² terms cancel: ``L_aug = z̃·(z_T(x̃) − z_T0(x̃)) + const``, which
+    is linear in z̃ and so *unbounded below*: left alone it drives the proxy logits to infinity
+    along ``z_T0 − z_T``. It only makes sense as a small nudge (``η`` ≪ 1) under ``L_main`` and
+    ``L_cls``, which bound the softmax outputs. We keep the paper's quadratic form for the value
+    (it equals the paper's figures) — its gradient is that of the linear form.
+    """
+    to_original = (z_teacher_proxy - z_proxy).pow(2).sum(dim=1)
+    to_random = (z_random_proxy - z_proxy).pow(2).sum(dim=1)
+    return (0.5 * (to_random - to_original)).mean()

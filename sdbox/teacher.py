@@ -1,0 +1,79 @@
+"""KeyedTeacher: what a key holder distils from — the frozen box on x̃ = λx + (1−λ)κ.
+
+Like timm's distillation task teacher, it is frozen and in eval mode, and carries what it needs
+to prepare its own inputs (here: the key, moved to the box's device once).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .box import SafeBox
+from .data import Normalization
+from .errors import InputError, WrongKeyError
+from .key import Key
+from .proxy import mix
+
+
+class KeyedTeacher:
+    """Frozen teacher view of a :class:`SafeBox` opened with its key."""
+
+    def __init__(self, box: SafeBox, key: Key, *, check_inputs: bool = True, range_margin: float = 0.05):
+        config = box.box_config
+        if not isinstance(key, Key):
+            raise TypeError(f"Expected a sdbox.Key (e.g. `Key.load('owner.key')`), but got {type(key).__name__}.")
+        if key.shape != config.key_shape:
+            raise WrongKeyError(f"This key has shape {key.shape} but the box takes inputs of shape {config.key_shape}: it is not this box's key.")
+        if key.fingerprint != config.key_fingerprint:
+            raise WrongKeyError(
+                f"This key (fingerprint {key.fingerprint[:12]}…) does not open this box (which expects "
+                f"{config.key_fingerprint[:12]}…): use the key file saved when the box was wrapped."
+            )
+        self.box = box.eval()
+        for p in box.parameters():
+            p.requires_grad_(False)
+        self.lam = key.lam
+        self.device = box.device
+        self.key = key.tensor.to(self.device)
+        self.check_inputs = check_inputs
+        lo, hi = Normalization(config.mean, config.std, "config").bounds()
+        self._lo = (lo - range_margin).view(1, -1, 1, 1).to(self.device)
+        self._hi = (hi + range_margin).view(1, -1, 1, 1).to(self.device)
+
+    def _validate(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"Expected a tensor of images, but got {type(x).__name__}.")
+        expected = tuple(self.key.shape)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise InputError(f"Expected inputs of shape (N, {', '.join(map(str, expected))}), but got {tuple(x.shape)}.")
+        if not x.is_floating_point():
+            raise InputError(
+                f"Expected normalised float inputs, but got {x.dtype}: convert with "
+                f"`(x.float() / 255 - mean) / std` using mean={list(self.box.box_config.mean)}, std={list(self.box.box_config.std)}."
+            )
+        x = x.to(self.device, self.key.dtype, non_blocking=True)
+        if self.check_inputs:
+            below, above = (x < self._lo).any(), (x > self._hi).any()
+            if bool(below | above):  # one host sync per batch: cheap next to a forward pass
+                raise InputError(
+                    "Inputs fall outside the range of [0, 1] pixels normalised with "
+                    f"mean={list(self.box.box_config.mean)}, std={list(self.box.box_config.std)} "
+                    "(raw 0–255 values, or a different normalisation?): normalise them the way the box expects, "
+                    "or pass `check_inputs=False` if your augmentation leaves that range on purpose."
+                )
+        return x
+
+    @torch.inference_mode()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw logits of the box on the keyed input x̃."""
+        x = self._validate(x)
+        return self.box(mix(x, self.key, self.lam))
+
+    def soft_labels(self, x: torch.Tensor, T: float = 4.0) -> torch.Tensor:
+        """Softmax of the keyed logits at temperature ``T``: the knowledge a student distils."""
+        if not T > 0:
+            raise ValueError(f"Expected `T` > 0, but got {T}.")
+        return F.softmax(self.logits(x) / T, dim=1)
+
+    __call__ = logits

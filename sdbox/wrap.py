@@ -1,0 +1,386 @@
+"""The SDB fine-tune: turn a trained classifier T into a box T⊖ (paper Eq. 4).
+
+One training step (:func:`sdb_step`) returns the logits and a dict of every named loss term, so
+each term can be logged and plotted. :func:`fine_tune` runs the epochs, the fidelity guard that
+keeps a user's model useful, checkpoint/resume and the non-finite-loss check.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+
+from .errors import FidelityError, InputError, NonFiniteLossError
+from .evaluate import evaluate
+from .key import Key
+from .losses import augmentation_loss, classification_loss, disturbance_loss, preservation_loss
+from .proxy import mix
+from .progress import progress_bar
+
+
+@dataclass
+class SDBSettings:
+    """The method's knobs. Defaults: the paper where it speaks, measurement where it does not.
+
+    ``omega``: the paper and the official code use ω = 1 for a 95%-accurate ResNet-18, Nasty
+    Teacher 0.04; on small CPU-trained teachers both wreck clean accuracy (0.04 took a 66% CNN
+    to 34%). Our default is what `sdbox benchmark --preset cpu` measured to keep fidelity and
+    still protect; the fidelity guard catches the rest. ``eta``: L_aug is unbounded below (see
+    :func:`~sdbox.losses.augmentation_loss`), so it stays small.
+    """
+
+    lam: float = field(default=0.5, metadata={"help": "Key mixing weight λ in x̃ = λx + (1−λ)κ (paper: 0.5)."})
+    t_dis: float = field(default=4.0, metadata={"help": "Temperature of the disturbance and preservation terms (paper: 4 on CIFAR-10)."})
+    omega: float = field(default=0.01, metadata={"help": "Weight ω of the knowledge-disturbance loss L_dis (Eq. 7)."})
+    eta: float = field(default=1e-3, metadata={"help": "Weight η of the augmentation loss L_aug in L_kp (Eq. 8)."})
+    key_embedding: bool = field(default=True, metadata={"help": "Train the proxy stream x̃ (L_cls on x̃). Off = plain Nasty Teacher."})
+    disturbance: bool = field(default=True, metadata={"help": "Use L_dis on the clean stream. Off = key embedding only (KE)."})
+    preservation: bool = field(default=True, metadata={"help": "Use L_kp = L_main + η·L_aug on the proxy stream."})
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.lam < 1.0:
+            raise ValueError(f"Expected `lam` in (0, 1), but got {self.lam}.")
+        if self.t_dis <= 0:
+            raise ValueError(f"Expected `t_dis` > 0, but got {self.t_dis}.")
+        if self.omega < 0 or self.eta < 0:
+            raise ValueError(f"Expected `omega` and `eta` ≥ 0, but got {self.omega} and {self.eta}.")
+
+
+@dataclass
+class FrozenModels:
+    """The frozen original T and random copy T0: eval mode, no grad, BatchNorm statistics fixed."""
+
+    original: nn.Module
+    random: nn.Module | None
+
+    @classmethod
+    def from_model(cls, model: nn.Module, with_random: bool, seed: int | None = None) -> "FrozenModels":
+        original = _freeze(copy.deepcopy(model))
+        random = None
+        if with_random:
+            random = copy.deepcopy(model)
+            generator_state = torch.random.get_rng_state()
+            if seed is not None:
+                torch.manual_seed(seed)
+            for module in random.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+            torch.random.set_rng_state(generator_state)
+            random = _freeze(random)
+        return cls(original, random)
+
+
+def _freeze(model: nn.Module) -> nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def sdb_step(
+    model: nn.Module,
+    frozen: FrozenModels,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    key: torch.Tensor | None,
+    settings: SDBSettings,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One forward of L_all = L_cls + L_dis + L_kp. Returns (clean logits, {term: value}).
+
+    ``losses["total"]`` is what to backpropagate; the other entries are for logging (kept on
+    device: reading them every step would stall the accelerator).
+    """
+    s = settings
+    need_proxy = s.key_embedding and key is not None
+    x_proxy = mix(x, key, s.lam) if need_proxy else None
+    need_teacher_proxy = need_proxy and s.preservation and s.eta > 0 and frozen.random is not None
+    with torch.inference_mode():
+        # One batched pass of the frozen T over [x; x̃] where L_aug needs T(x̃): exact, since
+        # eval-mode BatchNorm uses fixed statistics.
+        if need_teacher_proxy:
+            both = frozen.original(torch.cat([x, x_proxy]))
+            z_teacher, z_teacher_proxy = both[: len(x)], both[len(x) :]
+            z_random_proxy = frozen.random(x_proxy)
+        elif s.disturbance or (need_proxy and s.preservation):
+            z_teacher = frozen.original(x)
+    # The trainable streams run separately so each keeps its own BatchNorm batch statistics.
+    z = model(x)
+    losses: dict[str, torch.Tensor] = {}
+    if need_proxy:
+        z_proxy = model(x_proxy)
+        losses["cls"] = classification_loss(z, z_proxy, y)
+    else:
+        z_proxy = None
+        losses["cls"] = F.cross_entropy(z, y)
+    if s.disturbance and s.omega > 0:
+        losses["dis"] = disturbance_loss(z, z_proxy, z_teacher.clone(), s.omega, s.t_dis)
+    if need_proxy and s.preservation:
+        losses["kp_main"] = preservation_loss(z_proxy, z_teacher.clone(), s.t_dis)
+        if need_teacher_proxy:
+            losses["kp_aug"] = augmentation_loss(z_proxy, z_teacher_proxy.clone(), z_random_proxy.clone())
+    total = losses["cls"] + losses.get("dis", 0.0) + losses.get("kp_main", 0.0) + s.eta * losses.get("kp_aug", 0.0)
+    losses["total"] = total
+    return z, losses
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+_NONFINITE_FIXES = {
+    "dis": "lower `omega` (the disturbance term pushes soft labels apart without bound)",
+    "kp_aug": "lower `eta` or set it to 0 (L_aug is unbounded below)",
+    "kp_main": "lower `lr`",
+    "cls": "lower `lr`, and check the inputs for NaN/inf values",
+    "total": "lower `lr`",
+}
+
+
+@dataclass
+class WrapResult:
+    """What the fine-tune measured: the fidelity figures, the chosen epoch and the curves."""
+
+    clean_acc_before: float
+    clean_acc_after: float
+    keyed_acc_after: float
+    divergence_after: float
+    best_epoch: int
+    epochs: list[dict[str, float]]
+    curves: list[dict[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def first_batch(loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loader's first (x, y), validated: a clear error beats a traceback deep in torch."""
+    try:
+        batch = next(iter(loader))
+    except StopIteration:
+        raise InputError("Expected a loader with at least one batch, but it is empty: check the dataset path and filters.") from None
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise InputError("Expected the loader to yield (images, labels) pairs, e.g. a DataLoader over an ImageFolder.")
+    x, y = batch[0], batch[1]
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+        raise InputError(
+            "Expected image batches as float tensors of shape (N, C, H, W), but got "
+            f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))} {getattr(x, 'dtype', '')}: add transforms.ToTensor() and Normalize."
+        )
+    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.is_floating_point():
+        raise InputError(f"Expected integer class labels of shape (N,), but got {getattr(y, 'dtype', type(y))} {tuple(getattr(y, 'shape', ()))}.")
+    return x, y
+
+
+def check_classifier(model: nn.Module, x: torch.Tensor) -> int:
+    """Run two images through ``model``; return the number of classes or raise InputError."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            out = model(x[:2])
+    except Exception as e:  # the user's model may fail in any way; say what we tried
+        raise InputError(f"The model failed on a batch of shape {tuple(x[:2].shape)} from the loader: {e}") from e
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(x[:2]) or out.shape[1] < 2:
+        raise InputError(
+            "Expected a classifier that maps (N, C, H, W) images to (N, num_classes) logits, but the "
+            f"model returned {type(out).__name__} {tuple(getattr(out, 'shape', ()))}: wrap a model whose forward returns logits."
+        )
+    return int(out.shape[1])
+
+
+def split_holdout(loader: DataLoader, fraction: float = 0.1, seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    """Carve a held-out slice off a map-style loader, for the fidelity guard without val_loader."""
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or not hasattr(dataset, "__len__") or len(dataset) < 20:
+        raise InputError("Pass `val_loader=`: the fidelity guard needs held-out images and this loader's dataset cannot be split.")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(10, int(len(dataset) * fraction))
+    kwargs = dict(batch_size=loader.batch_size, num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory)
+    train = DataLoader(Subset(dataset, order[n_val:]), shuffle=True, drop_last=loader.drop_last, **kwargs)
+    val = DataLoader(Subset(dataset, order[:n_val]), shuffle=False, **kwargs)
+    return train, val
+
+
+def fine_tune(
+    model: nn.Module,
+    loader: Iterable,
+    val_loader: Iterable,
+    key: Key,
+    settings: SDBSettings,
+    *,
+    epochs: int,
+    lr: float,
+    max_accuracy_drop: float,
+    device: torch.device,
+    checkpoint_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    log_every: int = 20,
+) -> WrapResult:
+    """Fine-tune ``model`` in place into an SDB box; keep the best epoch that passes the guard.
+
+    "Best" is the epoch whose clean soft labels sit furthest from the original's (the largest
+    divergence, i.e. the most disturbed) among those within ``max_accuracy_drop`` points of the
+    original's clean accuracy and with keyed accuracy within the same margin.
+    """
+    if epochs < 1:
+        raise ValueError(f"Expected `epochs` ≥ 1, but got {epochs}.")
+    if lr <= 0:
+        raise ValueError(f"Expected `lr` > 0, but got {lr}.")
+    model.to(device)
+    frozen = FrozenModels.from_model(model, with_random=settings.preservation and settings.eta > 0)
+    key_tensor = key.tensor.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    steps_per_epoch = len(loader) if hasattr(loader, "__len__") else None
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * (steps_per_epoch or 1))
+    state = _TrainState(epoch=0, best_epoch=-1, best_score=-math.inf, epochs=[], curves=[], best_weights=None)
+
+    ckpt = Path(checkpoint_dir) / "wrap_state.pt" if checkpoint_dir is not None else None
+    if ckpt is not None and ckpt.exists():
+        _resume(ckpt, model, frozen, optimizer, scheduler, state, key, settings)
+    else:
+        base = evaluate(frozen.original, val_loader, device=device)
+        state.clean_acc_before = base["acc"]
+
+    for epoch in range(state.epoch, epochs):
+        model.train()
+        sums: dict[str, torch.Tensor] = {}
+        bar = progress_bar(loader, total=steps_per_epoch, desc=f"wrap epoch {epoch + 1}/{epochs}", enabled=progress)
+        for step, (x, y) in enumerate(bar):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            _, losses = sdb_step(model, frozen, x, y, key_tensor, settings)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            optimizer.step()
+            if steps_per_epoch is not None:
+                scheduler.step()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value.detach()
+            if (step + 1) % log_every == 0:
+                means = _read_means(sums, step + 1)
+                state.curves.append({"epoch": epoch + (step + 1) / (steps_per_epoch or step + 1), **means})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
+        if steps_per_epoch is None:
+            scheduler.step()
+        means = _read_means(sums, max(step + 1, 1))
+        clean = evaluate(model, val_loader, reference=frozen.original, t_dis=settings.t_dis, device=device)
+        keyed = evaluate(model, val_loader, key=key_tensor, lam=settings.lam, device=device)
+        record = {"epoch": epoch + 1, **{f"loss_{k}": v for k, v in means.items()},
+                  "clean_acc": clean["acc"], "keyed_acc": keyed["acc"], "divergence": clean["divergence"]}
+        state.epochs.append(record)
+        floor = state.clean_acc_before - max_accuracy_drop
+        if clean["acc"] >= floor and keyed["acc"] >= floor and clean["divergence"] > state.best_score:
+            state.best_epoch, state.best_score = epoch + 1, clean["divergence"]
+            state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        state.epoch = epoch + 1
+        if ckpt is not None:
+            _save_checkpoint(ckpt, model, frozen, optimizer, scheduler, state, key, settings)
+
+    if state.best_weights is None:
+        best = max(state.epochs, key=lambda r: min(r["clean_acc"], r["keyed_acc"]))
+        raise FidelityError(
+            f"No epoch kept accuracy within {max_accuracy_drop} points of the original "
+            f"({state.clean_acc_before:.2f}%): the closest was epoch {best['epoch']} with clean "
+            f"{best['clean_acc']:.2f}% and keyed {best['keyed_acc']:.2f}%. Lower `omega` "
+            f"(now {settings.omega}) or `lr` (now {lr}), train more `epochs`, or allow a larger "
+            "`max_accuracy_drop`. Your model was left at its last epoch: reload the original weights before retrying."
+        )
+    model.load_state_dict(state.best_weights)
+    chosen = state.epochs[state.best_epoch - 1]
+    return WrapResult(
+        clean_acc_before=state.clean_acc_before,
+        clean_acc_after=chosen["clean_acc"],
+        keyed_acc_after=chosen["keyed_acc"],
+        divergence_after=chosen["divergence"],
+        best_epoch=state.best_epoch,
+        epochs=state.epochs,
+        curves=state.curves,
+    )
+
+
+@dataclass
+class _TrainState:
+    epoch: int
+    best_epoch: int
+    best_score: float
+    epochs: list[dict[str, float]]
+    curves: list[dict[str, float]]
+    best_weights: dict[str, torch.Tensor] | None
+    clean_acc_before: float = float("nan")
+
+
+def _read_means(sums: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
+    """One host sync per log interval; raise on a non-finite term, naming it and its fix."""
+    values = torch.stack([v.float() for v in sums.values()]).cpu() / steps
+    means = dict(zip(sums, values.tolist()))
+    for name, value in means.items():
+        if name != "total" and not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"The loss term `{name}` became {value} during wrapping: {_NONFINITE_FIXES.get(name, 'lower `lr`')}. "
+                "Resume from `checkpoint_dir` after changing it; the last good epoch is kept there."
+            )
+    if not math.isfinite(means["total"]):
+        raise NonFiniteLossError(f"The total loss became {means['total']}: {_NONFINITE_FIXES['total']}.")
+    return means
+
+
+def _save_checkpoint(path: Path, model, frozen, optimizer, scheduler, state: _TrainState, key: Key, settings) -> None:
+    """Atomic write (temp file + rename), owner-only: it holds the key, like the key file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "model": model.state_dict(),
+        "original": frozen.original.state_dict(),
+        "random": frozen.random.state_dict() if frozen.random is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "state": {k: v for k, v in vars(state).items()},
+        "key": {"tensor": key.tensor, "lam": key.lam},
+        "settings": asdict(settings),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        torch.save(payload, f)
+    os.replace(tmp, path)
+
+
+def _resume(path: Path, model, frozen, optimizer, scheduler, state: _TrainState, key: Key, settings) -> None:
+    payload = torch.load(path, map_location="cpu", weights_only=True)  # never a full unpickle
+    saved_key = Key(payload["key"]["tensor"], payload["key"]["lam"])
+    if saved_key.fingerprint != key.fingerprint:
+        raise ValueError(
+            f"The checkpoint in {path.parent} was made with another key: pass the key it was started "
+            "with (`key=Key.load(...)`), or point `checkpoint_dir` at an empty folder to start over."
+        )
+    if payload["settings"] != asdict(settings):
+        raise ValueError(
+            f"The checkpoint in {path.parent} was made with settings {payload['settings']}, not "
+            f"{asdict(settings)}: resume with the same settings, or use an empty `checkpoint_dir`."
+        )
+    model.load_state_dict(payload["model"])
+    frozen.original.load_state_dict(payload["original"])
+    if frozen.random is not None and payload["random"] is not None:
+        frozen.random.load_state_dict(payload["random"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    for k, v in payload["state"].items():
+        setattr(state, k, v)
+
+
+def saved_key(checkpoint_dir: str | os.PathLike) -> Key | None:
+    """The key an interrupted wrap in ``checkpoint_dir`` was using, so a resume needs no key file."""
+    path = Path(checkpoint_dir) / "wrap_state.pt"
+    if not path.exists():
+        return None
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return Key(payload["key"]["tensor"], payload["key"]["lam"])
