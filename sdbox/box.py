@@ -26,6 +26,7 @@ from .config import BoxConfig
 from .data import resolve_normalization
 from .errors import BundleError, SdboxError
 from .key import Key
+from .speed import FastPath
 from .wrap import SDBSettings, WrapResult, check_classifier, fine_tune, first_batch, saved_key, split_holdout
 
 CONFIG_NAME = "config.json"
@@ -84,6 +85,7 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         std: Sequence[float] | None = None,
         weights: Any = None,
         settings: SDBSettings | None = None,
+        fast: FastPath | None = None,
     ) -> "SafeBox":
         """Fine-tune ``model`` **in place** into a box and pair it with a fresh (or given) key.
 
@@ -92,6 +94,8 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         ``weights``) say how inputs were normalised, so the key is drawn in the same space;
         without them, timm's ``pretrained_cfg`` or the data's own range are used.
         ``settings`` overrides lam/omega/eta/t_dis and switches terms off for ablations.
+        ``fast`` (a :class:`~sdbox.speed.FastPath`) sets bf16 autocast, channels_last and
+        torch.compile; by default the first two are on for CUDA and everything is off on CPU.
         """
         settings = settings or SDBSettings(lam=lam, t_dis=t_dis, omega=omega, eta=eta)
         if device is None:
@@ -118,6 +122,7 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         result = fine_tune(
             model, loader, val_loader, key, settings, epochs=epochs, lr=lr,
             max_accuracy_drop=max_accuracy_drop, device=device, checkpoint_dir=checkpoint_dir, progress=progress,
+            fast=fast,
         )
         library, name = architecture.describe(model, num_classes)
         config = BoxConfig(

@@ -115,8 +115,8 @@ def cifar10(root: str | os.PathLike | None, train: bool, transform=None, downloa
 class TensorImageDataset(Dataset):
     """Decoded images held as one uint8 tensor (N, C, H, W), normalised on the fly.
 
-    Decoding JPEGs every epoch dominates small-model training on CPU; this decodes once. The
-    optional random crop (padding 4) and flip run on whole batches in :func:`augment_batch`.
+    Decoding JPEGs every epoch dominates small-model training on CPU; this decodes once. For
+    whole-batch loading with random crop (padding 4) and flip, use :class:`TensorLoader`.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: Sequence[float], std: Sequence[float]):
@@ -134,6 +134,78 @@ class TensorImageDataset(Dataset):
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float().div_(255) - self.mean.to(images.device)) / self.std.to(images.device)
+
+
+class TensorLoader:
+    """Normalised (images, labels) batches straight from a uint8 tensor, on any device.
+
+    A DataLoader over single images pays Python and collate costs per image; this indexes whole
+    batches. With ``device="cuda"`` the dataset lives on the GPU as uint8 (a quarter of float32)
+    and crop, flip and normalisation run there, so a step never waits for the host. ``augment``
+    is the usual CIFAR recipe per image: a random crop of the zero-padded image and a random
+    horizontal flip, done for the batch in one gather.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        batch_size: int,
+        shuffle: bool = False,
+        augment: bool = False,
+        padding: int = 4,
+        drop_last: bool = False,
+        device: str | torch.device | None = None,
+        seed: int | None = None,
+    ):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise InputError(f"Expected uint8 images of shape (N, C, H, W), but got {images.dtype} {tuple(images.shape)}.")
+        if labels.dim() != 1 or len(labels) != len(images):
+            raise InputError(f"Expected one label per image ({len(images)}), but got labels of shape {tuple(labels.shape)}.")
+        if batch_size < 1:
+            raise ValueError(f"Expected `batch_size` ≥ 1, but got {batch_size}.")
+        if padding < 0:
+            raise ValueError(f"Expected `padding` ≥ 0, but got {padding}.")
+        self.device = torch.device(device) if device is not None else images.device
+        self.images = images.to(self.device).contiguous()
+        self.labels = labels.to(self.device)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.batch_size, self.shuffle, self.augment, self.padding, self.drop_last = batch_size, shuffle, augment, padding, drop_last
+        self.generator = torch.Generator(self.device)
+        self.generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = torch.randperm(n, device=self.device, generator=self.generator) if self.shuffle else None
+        for b in range(len(self)):
+            index = order[b * self.batch_size : (b + 1) * self.batch_size] if order is not None else slice(b * self.batch_size, (b + 1) * self.batch_size)
+            images, labels = self.images[index], self.labels[index]
+            if self.augment:
+                images = self.crop_flip(images)
+            yield (images.float().div_(255) - self.mean) / self.std, labels
+
+    def crop_flip(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-image random crop of the zero-padded batch and random horizontal flip, as one gather."""
+        n, _, h, w = images.shape
+        p = self.padding
+        padded = torch.nn.functional.pad(images, (p, p, p, p)) if p > 0 else images
+        dy = torch.randint(0, 2 * p + 1, (n, 1), device=self.device, generator=self.generator)
+        dx = torch.randint(0, 2 * p + 1, (n, 1), device=self.device, generator=self.generator)
+        flip = torch.rand((n, 1), device=self.device, generator=self.generator) < 0.5
+        cols = torch.arange(w, device=self.device).expand(n, w)
+        cols = torch.where(flip, w - 1 - cols, cols) + dx
+        rows = torch.arange(h, device=self.device) + dy
+        batch = torch.arange(n, device=self.device).view(n, 1, 1)
+        # Advanced indices split by the channel slice put their dims first: (N, H, W, C).
+        return padded[batch, :, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2).contiguous()
 
 
 def decode_image_folder(root: str | os.PathLike, limit: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

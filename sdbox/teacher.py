@@ -6,6 +6,8 @@ to prepare its own inputs (here: the key, moved to the box's device once).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -17,9 +19,15 @@ from .proxy import mix
 
 
 class KeyedTeacher:
-    """Frozen teacher view of a :class:`SafeBox` opened with its key."""
+    """Frozen teacher view of a :class:`SafeBox` opened with its key.
 
-    def __init__(self, box: SafeBox, key: Key, *, check_inputs: bool = True, range_margin: float = 0.05):
+    ``check_inputs`` checks the *first* batch against the range of normalised [0, 1] pixels,
+    which catches the usual mistakes (raw 0–255 values, another normalisation) without costing
+    every batch a host sync and two passes over the input (6% of a CNN forward on 2 CPU cores).
+    Set it to ``"always"`` to check every batch, or ``False`` for none.
+    """
+
+    def __init__(self, box: SafeBox, key: Key, *, check_inputs: bool | Literal["always"] = True, range_margin: float = 0.05):
         config = box.box_config
         if not isinstance(key, Key):
             raise TypeError(f"Expected a sdbox.Key (e.g. `Key.load('owner.key')`), but got {type(key).__name__}.")
@@ -36,6 +44,8 @@ class KeyedTeacher:
         self.lam = key.lam
         self.device = box.device
         self.key = key.tensor.to(self.device)
+        if check_inputs not in (True, False, "always"):
+            raise ValueError(f"Expected `check_inputs` True, False or 'always', but got {check_inputs!r}.")
         self.check_inputs = check_inputs
         lo, hi = Normalization(config.mean, config.std, "config").bounds()
         self._lo = (lo - range_margin).view(1, -1, 1, 1).to(self.device)
@@ -54,8 +64,10 @@ class KeyedTeacher:
             )
         x = x.to(self.device, self.key.dtype, non_blocking=True)
         if self.check_inputs:
+            if self.check_inputs is True:
+                self.check_inputs = False  # the first batch only: see the class docstring
             below, above = (x < self._lo).any(), (x > self._hi).any()
-            if bool(below | above):  # one host sync per batch: cheap next to a forward pass
+            if bool(below | above):  # a host sync, hence not every batch by default
                 raise InputError(
                     "Inputs fall outside the range of [0, 1] pixels normalised with "
                     f"mean={list(self.box.box_config.mean)}, std={list(self.box.box_config.std)} "

@@ -25,6 +25,7 @@ from .key import Key
 from .losses import augmentation_loss, classification_loss, disturbance_loss, preservation_loss
 from .proxy import mix
 from .progress import progress_bar
+from .speed import FastPath
 
 
 @dataclass
@@ -113,20 +114,21 @@ def sdb_step(
         elif s.disturbance or (need_proxy and s.preservation):
             z_teacher = frozen.original(x)
     # The trainable streams run separately so each keeps its own BatchNorm batch statistics.
-    z = model(x)
+    # Losses are taken in fp32 (``.float()`` is free when the logits already are).
+    z = model(x).float()
     losses: dict[str, torch.Tensor] = {}
     if need_proxy:
-        z_proxy = model(x_proxy)
+        z_proxy = model(x_proxy).float()
         losses["cls"] = classification_loss(z, z_proxy, y)
     else:
         z_proxy = None
         losses["cls"] = F.cross_entropy(z, y)
     if s.disturbance and s.omega > 0:
-        losses["dis"] = disturbance_loss(z, z_proxy, z_teacher.clone(), s.omega, s.t_dis)
+        losses["dis"] = disturbance_loss(z, z_proxy, z_teacher.float().clone(), s.omega, s.t_dis)
     if need_proxy and s.preservation:
-        losses["kp_main"] = preservation_loss(z_proxy, z_teacher.clone(), s.t_dis)
+        losses["kp_main"] = preservation_loss(z_proxy, z_teacher.float().clone(), s.t_dis)
         if need_teacher_proxy:
-            losses["kp_aug"] = augmentation_loss(z_proxy, z_teacher_proxy.clone(), z_random_proxy.clone())
+            losses["kp_aug"] = augmentation_loss(z_proxy, z_teacher_proxy.float().clone(), z_random_proxy.float().clone())
     total = losses["cls"] + losses.get("dis", 0.0) + losses.get("kp_main", 0.0) + s.eta * losses.get("kp_aug", 0.0)
     losses["total"] = total
     return z, losses
@@ -226,19 +228,23 @@ def fine_tune(
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
     log_every: int = 20,
+    fast: FastPath | None = None,
 ) -> WrapResult:
     """Fine-tune ``model`` in place into an SDB box; keep the best epoch that passes the guard.
 
     "Best" is the epoch whose clean soft labels sit furthest from the original's (the largest
     divergence, i.e. the most disturbed) among those within ``max_accuracy_drop`` points of the
-    original's clean accuracy and with keyed accuracy within the same margin.
+    original's clean accuracy and with keyed accuracy within the same margin. ``fast`` picks
+    bf16 autocast, channels_last and torch.compile (default: the first two on CUDA only).
     """
     if epochs < 1:
         raise ValueError(f"Expected `epochs` ≥ 1, but got {epochs}.")
     if lr <= 0:
         raise ValueError(f"Expected `lr` > 0, but got {lr}.")
-    model.to(device)
+    fast = (fast or FastPath()).resolve(device)
+    fast.prepare(model.to(device))
     frozen = FrozenModels.from_model(model, with_random=settings.preservation and settings.eta > 0)
+    fast.compiled(model)  # after the frozen copies: they run under inference_mode, uncompiled
     key_tensor = key.tensor.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     steps_per_epoch = len(loader) if hasattr(loader, "__len__") else None
@@ -257,8 +263,9 @@ def fine_tune(
         sums: dict[str, torch.Tensor] = {}
         bar = progress_bar(loader, total=steps_per_epoch, desc=f"wrap epoch {epoch + 1}/{epochs}", enabled=progress)
         for step, (x, y) in enumerate(bar):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            _, losses = sdb_step(model, frozen, x, y, key_tensor, settings)
+            x, y = fast.inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            with fast.autocast(device):
+                _, losses = sdb_step(model, frozen, x, y, key_tensor, settings)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
