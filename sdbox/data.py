@@ -172,8 +172,10 @@ class TensorLoader:
         self.device = torch.device(device) if device is not None else images.device
         self.images = images.to(self.device).contiguous()
         self.labels = labels.to(self.device)
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        # (x/255 − mean)/std as one fused x·scale + shift: one pass over the batch, not three.
+        self.scale, self.shift = 1 / (255 * std_t), -mean_t / std_t
         self.batch_size, self.shuffle, self.augment, self.padding, self.drop_last = batch_size, shuffle, augment, padding, drop_last
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
@@ -190,7 +192,7 @@ class TensorLoader:
             images, labels = self.images[index], self.labels[index]
             if self.augment:
                 images = self.crop_flip(images)
-            yield (images.float().div_(255) - self.mean) / self.std, labels
+            yield torch.addcmul(self.shift, images.float(), self.scale), labels
 
     def crop_flip(self, images: torch.Tensor) -> torch.Tensor:
         """Per-image random crop of the zero-padded batch and random horizontal flip, as one gather."""

@@ -185,7 +185,7 @@ def measure(
         return {name: {"seconds": t, "images_per_s": images_per_call / t} for name, t in times.items()}
 
     return {
-        "model": model_name, "batch_size": batch_size, "reps": reps, "device": str(device),
+        "model": model_name, "batch_size": batch_size, "reps": reps, "device": str(device), "threads": torch.get_num_threads(),
         "fast": {"amp": fast.amp, "channels_last": fast.channels_last, "compile": fast.compile},
         # "measured_bound": the same count with this machine's costs, 2 + f·(eval forward / plain step).
         "train_step": {**row(train, batch_size), "ratio": train["sdb"] / train["plain"], "f": f, "bound": (6 + f) / 3,
@@ -203,7 +203,7 @@ def format_result(r: dict[str, Any]) -> str:
         return f"{d['seconds'] * 1e3:9.1f} ms {d['images_per_s']:9.0f} img/s"
 
     return "\n".join([
-        f"{r['model']}  batch {r['batch_size']}  device {r['device']}  median of {r['reps']}  fast {r['fast']}",
+        f"{r['model']}  batch {r['batch_size']}  device {r['device']} ({r['threads']} threads)  median of {r['reps']}  fast {r['fast']}",
         f"  train step   plain {cell(t['plain'])}   sdb   {cell(t['sdb'])}   ratio {t['ratio']:.2f}  (bound (6+{t['f']})/3 = {t['bound']:.2f}; 2 + {t['f']}·forward/step = {t['measured_bound']:.2f})",
         f"  teacher      plain {cell(te['plain'])}   keyed {cell(te['keyed'])}   ratio {te['ratio']:.3f}  (target ≤ 1.03)",
         f"  KD epoch     plain {cell(kd['plain'])}   keyed {cell(kd['keyed'])}   ratio {kd['ratio']:.3f}  (target ≤ 1.03, {kd['batches']} batches)",
@@ -212,6 +212,10 @@ def format_result(r: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"Expected `threads` ≥ 1, but got {args.threads}.")
+        torch.set_num_threads(args.threads)
     fast = FastPath(compile=args.compile)
     results = []
     for name in args.model:
@@ -232,6 +236,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="default: 128 on CPU (32 for resnet18_cifar), 256 on CUDA")
     p.add_argument("--reps", type=int, default=None, help="timed repetitions after one warm-up; medians are reported (default 7, 5 for resnet18_cifar on CPU)")
     p.add_argument("--kd-batches", type=int, default=8, help="batches in the timed KD epoch")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads; 1 gives steadier ratios on a machine shared with other jobs")
     p.add_argument("--compile", action="store_true", help="torch.compile the trained models (slow first steps)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON here")
     p.set_defaults(run=run)
