@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 import torch
 import torch.nn as nn
 from huggingface_hub import ModelHubMixin, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
@@ -108,7 +108,7 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         if val_loader is None:
             loader, val_loader = split_holdout(loader)
         else:
-            first_batch(val_loader)
+            first_batch(val_loader, "val_loader")
         norm = resolve_normalization(model, x, mean, std, weights)
         input_size = tuple(x.shape[1:])
         if key is None and checkpoint_dir is not None:
@@ -137,7 +137,7 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
                 "best_epoch": result.best_epoch,
             },
         )
-        box = cls(model.eval(), config)
+        box = cls(model, config).eval()  # the box itself too, not only its inner model
         box._key = key
         box.wrap_result = result
         return box
@@ -150,6 +150,29 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         self.box_config.weights_sha256 = _sha256(weights)
         (save_directory / CONFIG_NAME).write_text(json.dumps(self.box_config.to_json(), indent=2))
         (save_directory / CARD_NAME).write_text(model_card(self.box_config, self.report_markdown))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        **model_kwargs: Any,
+    ) -> "SafeBox":
+        """Load a box from a folder written by ``save_pretrained`` or a Hub repo id.
+
+        Goes straight to :meth:`_from_pretrained`: the mixin's generic version would read and
+        download config.json itself, raising raw JSON / Hub errors instead of BundleError and
+        feeding config values into the constructor.
+        """
+        return cls._from_pretrained(
+            model_id=str(pretrained_model_name_or_path), revision=revision, cache_dir=cache_dir,
+            force_download=force_download, local_files_only=local_files_only, token=token, **model_kwargs,
+        )
 
     @classmethod
     def _from_pretrained(
@@ -180,6 +203,8 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
                 ))
             except (EntryNotFoundError, LocalEntryNotFoundError) as e:
                 raise BundleError(f"Could not get {filename} of {model_id!r} ({type(e).__name__}): check the repo id, or your network / HF_HUB_OFFLINE.") from None
+            except HFValidationError:
+                raise BundleError(f"{model_id!r} is neither a local folder nor a Hub repo id ('org/name'): check the path.") from None
 
         config_path = fetch(CONFIG_NAME)
         try:
@@ -201,7 +226,7 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
             raise BundleError(f"{weights_path} is not a readable safetensors file ({e}): download the bundle again.") from None
         except RuntimeError as e:
             raise BundleError(f"The weights in {weights_path} do not fit the model {config.architecture}: {str(e).splitlines()[0]}. Pass the matching `model=`.") from None
-        return cls(model.to(map_location).eval(), config)
+        return cls(model.to(map_location), config).eval()
 
 
 def _sha256(path: Path) -> str:

@@ -78,15 +78,15 @@ class BoxConfig:
                 "mean": tuple(cfg["mean"]),
                 "std": tuple(cfg["std"]),
             }
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             raise BundleError(f"{source} is not an sdbox config (missing {e}): load a folder that `save_pretrained` wrote.") from None
         known = {f.name for f in fields(cls)}
         unknown = set(sd) - known - {"key_shape"}
         if unknown:
             warnings.warn(f"{source}: ignoring unknown sdbox fields {sorted(unknown)} (written by a newer sdbox?)", stacklevel=3)
-        values.update({k: v for k, v in sd.items() if k in known})
+        values.update({k: v for k, v in sd.items() if k in known and k not in values})  # pretrained_cfg wins
         config = cls(**values)
-        if "key_shape" in sd and tuple(sd["key_shape"]) != tuple(config.input_size):
+        if "key_shape" in sd and (not isinstance(sd["key_shape"], list) or tuple(sd["key_shape"]) != tuple(config.input_size)):
             raise BundleError(f"{source} is inconsistent: key_shape {sd['key_shape']} ≠ input_size {list(config.input_size)}. The file was edited; restore it.")
         config.validate(source)
         return config
@@ -102,7 +102,9 @@ class BoxConfig:
             problems.append(f"input_size must be 3 positive integers (C, H, W), got {list(self.input_size)}")
         elif len(self.mean) != self.input_size[0] or len(self.std) != self.input_size[0]:
             problems.append(f"mean/std must have {self.input_size[0]} values, got {len(self.mean)} and {len(self.std)}")
-        if any(not isinstance(s, (int, float)) or not s > 0 for s in self.std):
+        if any(not isinstance(m, (int, float)) or not math.isfinite(m) for m in self.mean):
+            problems.append(f"mean values must be finite numbers, got {list(self.mean)}")
+        if any(not isinstance(s, (int, float)) or not (s > 0 and math.isfinite(s)) for s in self.std):
             problems.append(f"std values must be > 0, got {list(self.std)}")
         if not isinstance(self.lam, (int, float)) or not 0 < self.lam < 1:
             problems.append(f"lam must be in (0, 1), got {self.lam!r}")

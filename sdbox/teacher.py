@@ -64,8 +64,6 @@ class KeyedTeacher:
             )
         x = x.to(self.device, self.key.dtype, non_blocking=True)
         if self.check_inputs:
-            if self.check_inputs is True:
-                self.check_inputs = False  # the first batch only: see the class docstring
             below, above = (x < self._lo).any(), (x > self._hi).any()
             if bool(below | above):  # a host sync, hence not every batch by default
                 raise InputError(
@@ -74,6 +72,8 @@ class KeyedTeacher:
                     "(raw 0–255 values, or a different normalisation?): normalise them the way the box expects, "
                     "or pass `check_inputs=False` if your augmentation leaves that range on purpose."
                 )
+            if self.check_inputs is True:
+                self.check_inputs = False  # the first *accepted* batch only: see the class docstring
         return x
 
     @torch.inference_mode()

@@ -163,12 +163,12 @@ class WrapResult:
         return asdict(self)
 
 
-def first_batch(loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
+def first_batch(loader: Iterable, name: str = "loader") -> tuple[torch.Tensor, torch.Tensor]:
     """The loader's first (x, y), validated: a clear error beats a traceback deep in torch."""
     try:
         batch = next(iter(loader))
     except StopIteration:
-        raise InputError("Expected a loader with at least one batch, but it is empty: check the dataset path and filters.") from None
+        raise InputError(f"Expected `{name}` to yield at least one batch, but it is empty: check the dataset path and filters.") from None
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise InputError("Expected the loader to yield (images, labels) pairs, e.g. a DataLoader over an ImageFolder.")
     x, y = batch[0], batch[1]

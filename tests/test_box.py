@@ -1,0 +1,337 @@
+"""SafeBox end to end (timm, torchvision, custom models) and the bundle: what is saved, pushed and
+loaded, that the key never leaves the owner's machine, and that damaged bundles are refused."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import torch
+import torch.nn as nn
+from huggingface_hub import CommitInfo, HfApi, RepoUrl
+
+import sdbox.box
+from sdbox import BundleError, Key, KeyedTeacher, SafeBox, distill
+from sdbox.config import BoxConfig
+from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
+
+BUNDLE_FILES = {"config.json", "model.safetensors", "README.md"}
+
+
+def key_bytes(key: Key) -> bytes:
+    return key.tensor.contiguous().numpy().astype("<f4").tobytes()
+
+
+def assert_no_key_bytes(data: bytes, key: Key, windows, where: str) -> None:
+    kb = key_bytes(key)
+    assert kb not in data, f"the whole key is in {where}"
+    for w in windows(kb, 32):  # rules out any 64-byte window of the key
+        assert w not in data, f"key bytes found in {where}"
+
+
+@pytest.fixture(scope="module")
+def bundle(wrapped, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bundle") / "box"
+    wrapped.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def damaged(bundle, tmp_path) -> Path:
+    """A fresh copy of the bundle, free to break."""
+    return Path(shutil.copytree(bundle, tmp_path / "box"))
+
+
+def edit_config(folder: Path, change) -> None:
+    path = folder / "config.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+# ---------------------------------------------------------------------------- end to end
+def test_issue_snippet_timm_resnet18(train_ds, test_ds, make_loader, tmp_path, monkeypatch, windows):
+    """The issue's snippet with timm's resnet18 on real CIFAR-10 images, on CPU."""
+    import timm
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=10)
+    train_loader = make_loader(train_ds, n=200, batch_size=50, shuffle=True)
+
+    box = SafeBox.wrap(model, train_loader, epochs=1, max_accuracy_drop=100, device="cpu", progress=False)
+    box.save_pretrained("out/")
+    box.key.save("owner.key")
+
+    assert {p.name for p in Path("out").iterdir()} == BUNDLE_FILES
+    config = json.loads(Path("out/config.json").read_text())
+    assert config["architecture"] == "resnet18" and config["sdbox"]["model_library"] == "timm"
+    for f in Path("out").iterdir():
+        assert_no_key_bytes(f.read_bytes(), box.key, windows, f.name)
+
+    box2 = SafeBox.from_pretrained("out/")  # rebuilt by name, no model= needed
+    x, _ = next(iter(make_loader(test_ds, n=20, batch_size=20)))
+    box.eval()
+    with torch.no_grad():
+        assert torch.equal(box2(x), box(x))
+    teacher = KeyedTeacher(box2, Key.load("owner.key"))
+    soft = teacher.soft_labels(x, T=4)
+    assert soft.shape == (20, 10)
+    torch.testing.assert_close(soft.sum(1), torch.ones(20))
+    student = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    before = student[1].weight.clone()
+    distill(student, teacher, make_loader(train_ds, n=50, batch_size=25), epochs=1, T=4, alpha=0.9, progress=False)
+    assert not torch.equal(student[1].weight, before)
+
+
+def test_torchvision_model_round_trip(train_ds, test_ds, make_loader, tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10)
+    box = SafeBox.wrap(model, make_loader(train_ds, n=200, batch_size=50), val_loader=make_loader(test_ds, n=50), epochs=1,
+                       max_accuracy_drop=100, device="cpu", progress=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    assert (box.box_config.model_library, box.box_config.architecture) == ("torchvision", "resnet18")
+    assert box.box_config.normalization_source == "user"
+    assert box.wrap_result.best_epoch == 1
+    box.save_pretrained(tmp_path / "tv")
+    loaded = SafeBox.from_pretrained(tmp_path / "tv")
+    assert isinstance(loaded.model, torchvision.models.ResNet)
+    x, _ = next(iter(make_loader(test_ds, n=10, batch_size=10)))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), box.eval()(x))
+
+
+def test_wrapped_box_describes_itself(wrapped):
+    cfg = wrapped.box_config
+    assert cfg.model_library == "custom" and cfg.architecture.endswith("TinyNet")
+    assert cfg.key_fingerprint == wrapped.key.fingerprint
+    assert cfg.input_size == (3, 32, 32) and cfg.num_classes == 10
+    assert tuple(cfg.mean) == CIFAR10_MEAN and tuple(cfg.std) == CIFAR10_STD
+    assert set(cfg.fidelity) >= {"clean_acc_before", "clean_acc_after", "keyed_acc_after", "best_epoch"}
+    assert not wrapped.training
+
+
+# ---------------------------------------------------------------------------------- saving
+def test_save_pretrained_writes_exactly_three_files(bundle):
+    assert {p.name for p in bundle.iterdir()} == BUNDLE_FILES
+
+
+def test_config_json_layout(bundle, wrapped):
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["num_classes"] == 10
+    assert config["architecture"] == wrapped.box_config.architecture
+    assert config["pretrained_cfg"] == {"input_size": [3, 32, 32], "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
+    sd = config["sdbox"]
+    for name in ("format_version", "lam", "t_dis", "omega", "eta", "key_fingerprint", "key_shape", "fidelity"):
+        assert name in sd, name
+    assert sd["key_fingerprint"] == wrapped.key.fingerprint
+    assert sd["key_shape"] == [3, 32, 32]
+    assert sd["lam"] == 0.5
+    assert sd["format_version"] == 1
+    assert 0 <= sd["fidelity"]["clean_acc_after"] <= 100
+    import hashlib
+    assert sd["weights_sha256"] == hashlib.sha256((bundle / "model.safetensors").read_bytes()).hexdigest()
+    assert wrapped.key.fingerprint in (bundle / "README.md").read_text()
+
+
+def test_no_key_bytes_in_any_saved_file(bundle, wrapped, windows):
+    kb = key_bytes(wrapped.key)
+    assert len(kb) == 3 * 32 * 32 * 4
+    for f in bundle.iterdir():
+        data = f.read_bytes()
+        assert_no_key_bytes(data, wrapped.key, windows, f.name)
+        text = data.decode("utf-8", errors="ignore")
+        assert not any(f"{v:.6f}" in text for v in wrapped.key.tensor.flatten()[:20].tolist())
+
+
+def test_push_to_hub_uploads_the_bundle_and_never_the_key(wrapped, monkeypatch, windows):
+    uploaded: dict[str, bytes] = {}
+    repos = []
+
+    def create_repo(self, repo_id, **kwargs):
+        repos.append(repo_id)
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        for op in operations:
+            src = op.path_or_fileobj
+            uploaded[op.path_in_repo] = Path(src).read_bytes() if isinstance(src, (str, Path)) else bytes(src.read() if hasattr(src, "read") else src)
+        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message=kwargs.get("commit_message", ""),
+                          commit_description="", oid="0" * 40)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("push_to_hub tried the network past the faked API")
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(HfApi, "_validate_yaml", lambda self, *a, **k: None)
+    monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
+    monkeypatch.setattr(HfApi, "preupload_lfs_files", no_network)
+
+    wrapped.push_to_hub("org/name", token="hf_fake")
+    assert repos == ["org/name"]
+    assert set(uploaded) == BUNDLE_FILES
+    assert not any(name.endswith(".key") or "key" in name.lower() for name in uploaded)
+    for name, data in uploaded.items():
+        assert_no_key_bytes(data, wrapped.key, windows, f"uploaded {name}")
+    assert json.loads(uploaded["config.json"])["sdbox"]["key_fingerprint"] == wrapped.key.fingerprint
+
+
+# --------------------------------------------------------------------------------- loading
+def test_from_pretrained_local_folder_offline(bundle, wrapped, tiny_cls, batch, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a local folder must load without the Hub")
+
+    monkeypatch.setattr(sdbox.box, "hf_hub_download", no_download)
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "hf_hub_download", no_download)
+    loaded = SafeBox.from_pretrained(str(bundle), model=tiny_cls())
+    assert not loaded.training
+    assert loaded.box_config.key_fingerprint == wrapped.key.fingerprint
+    x, _ = batch
+    with torch.no_grad():
+        assert torch.equal(loaded(x), wrapped(x))
+    with pytest.raises(Exception, match="no key attached"):
+        loaded.key  # bundles never carry the key
+
+
+def test_from_pretrained_hub_id(bundle, wrapped, tiny_cls, batch, monkeypatch):
+    calls = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        calls.append((repo_id, filename))
+        assert repo_id == "org/name"
+        return str(bundle / filename)
+
+    def mixin_download(*args, **kwargs):
+        raise huggingface_hub.errors.LocalEntryNotFoundError("offline: no network in tests")
+
+    monkeypatch.setattr(sdbox.box, "hf_hub_download", fake_download)
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "hf_hub_download", mixin_download)
+    loaded = SafeBox.from_pretrained("org/name", model=tiny_cls())
+    assert ("org/name", "config.json") in calls and ("org/name", "model.safetensors") in calls
+    x, _ = batch
+    with torch.no_grad():
+        assert torch.equal(loaded(x), wrapped(x))
+
+
+def test_hub_download_failure_is_a_bundle_error(monkeypatch, tiny_cls):
+    def missing(repo_id, filename, **kwargs):
+        raise huggingface_hub.errors.LocalEntryNotFoundError("not in cache and offline")
+
+    monkeypatch.setattr(sdbox.box, "hf_hub_download", missing)
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "hf_hub_download", missing)
+    with pytest.raises(BundleError, match="org/absent"):
+        SafeBox.from_pretrained("org/absent", model=tiny_cls())
+
+
+def test_custom_model_needs_model_argument(bundle):
+    with pytest.raises(BundleError, match=r"model=") as info:
+        SafeBox.from_pretrained(bundle)
+    assert "custom" in str(info.value)
+
+
+def test_wrong_model_instance_is_a_bundle_error(bundle, tiny_cls):
+    with pytest.raises(BundleError, match="do not fit"):
+        SafeBox.from_pretrained(bundle, model=tiny_cls(num_classes=5))
+
+
+def test_unknown_sdbox_fields_only_warn(damaged, tiny_cls):
+    edit_config(damaged, lambda c: c["sdbox"].update({"from_the_future": 1, "another": "x"}))
+    with pytest.warns(UserWarning, match="from_the_future"):
+        box = SafeBox.from_pretrained(damaged, model=tiny_cls())
+    assert box.box_config.num_classes == 10
+
+
+def test_clean_bundle_loads_without_warnings(bundle, tiny_cls):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SafeBox.from_pretrained(bundle, model=tiny_cls())
+
+
+# ------------------------------------------------------------------------- damaged bundles
+def test_truncated_weights_fail_the_checksum(damaged, tiny_cls):
+    w = damaged / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-100])
+    with pytest.raises(BundleError, match="checksum"):
+        SafeBox.from_pretrained(damaged, model=tiny_cls())
+
+
+def test_replaced_weights_fail_the_checksum(damaged, tiny_cls):
+    from safetensors.torch import save_model
+    save_model(tiny_cls(), str(damaged / "model.safetensors"))  # valid file, other weights
+    with pytest.raises(BundleError, match="checksum"):
+        SafeBox.from_pretrained(damaged, model=tiny_cls())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_unreadable_weights_without_checksum(damaged, tiny_cls, damage):
+    edit_config(damaged, lambda c: c["sdbox"].update({"weights_sha256": None}))
+    w = damaged / "model.safetensors"
+    data = {"truncated": w.read_bytes()[: len(w.read_bytes()) // 2], "garbage": b"\x12\x00\x00\x00\x00\x00\x00\x00{bad json" + b"\x00" * 50, "empty": b""}[damage]
+    w.write_bytes(data)
+    with pytest.raises(BundleError):
+        SafeBox.from_pretrained(damaged, model=tiny_cls())
+
+
+@pytest.mark.parametrize("text", ["{not json", "", "[1, 2, 3]", "\"a string\"", "{\"architecture\": \"x\"}"])
+def test_invalid_config_json(damaged, tiny_cls, text):
+    (damaged / "config.json").write_text(text)
+    with pytest.raises(BundleError):
+        SafeBox.from_pretrained(damaged, model=tiny_cls())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["sdbox"].update({"lam": 1.5}), "lam"),
+        (lambda c: c["sdbox"].update({"lam": "0.5"}), "lam"),
+        (lambda c: c["sdbox"].update({"key_fingerprint": "abc"}), "key_fingerprint"),
+        (lambda c: c["sdbox"].update({"key_fingerprint": "Z" * 64}), "key_fingerprint"),
+        (lambda c: c["sdbox"].update({"key_shape": [3, 16, 16]}), "key_shape"),
+        (lambda c: c["pretrained_cfg"].update({"input_size": [3, 16, 16]}), "key_shape"),
+        (lambda c: c["sdbox"].update({"t_dis": -1}), "t_dis"),
+        (lambda c: c["sdbox"].update({"format_version": 99}), "upgrade"),
+        (lambda c: c["sdbox"].update({"model_library": "pickle"}), "model_library"),
+        (lambda c: c.update({"num_classes": 1}), "num_classes"),
+        (lambda c: c["pretrained_cfg"].update({"std": [0.2, 0.0, 0.2]}), "std"),
+        (lambda c: c["pretrained_cfg"].update({"mean": [0.5]}), "mean"),
+        (lambda c: c.pop("sdbox"), "not an sdbox config"),
+        (lambda c: c.update({"sdbox": ["lam", "omega"]}), "not an sdbox config"),
+        (lambda c: c["sdbox"].update({"key_shape": 3}), "key_shape"),
+        (lambda c: c["pretrained_cfg"].update({"mean": ["a", "b", "c"]}), "mean"),
+        (lambda c: c["pretrained_cfg"].update({"std": [0.2, float("inf"), 0.2]}), "std"),
+        (lambda c: c.update({"pretrained_cfg": {"input_size": 32, "mean": [0.5] * 3, "std": [0.2] * 3}}), "sdbox config"),
+    ],
+)
+def test_tampered_config(damaged, tiny_cls, change, message):
+    edit_config(damaged, change)
+    with pytest.raises(BundleError, match=message):
+        SafeBox.from_pretrained(damaged, model=tiny_cls())
+
+
+@pytest.mark.parametrize("missing", ["config.json", "model.safetensors"])
+def test_missing_files(damaged, tiny_cls, missing):
+    (damaged / missing).unlink()
+    with pytest.raises(BundleError, match=missing.replace(".", r"\.")):
+        SafeBox.from_pretrained(damaged, model=tiny_cls())
+
+
+def test_missing_folder(tmp_path, tiny_cls, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises((BundleError, OSError)):
+        SafeBox.from_pretrained(str(tmp_path / "nope"), model=tiny_cls(), local_files_only=True)
+
+
+def test_box_config_round_trips(wrapped):
+    data = json.loads(json.dumps(wrapped.box_config.to_json()))
+    again = BoxConfig.from_json(data)
+    assert again.to_json() == wrapped.box_config.to_json()

@@ -1,0 +1,179 @@
+"""Key: generation from OS randomness, validation, owner-only save, integrity-checked load."""
+
+from __future__ import annotations
+
+import json
+import stat
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sdbox import Key, KeyFileError
+from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
+
+
+@pytest.fixture
+def key() -> Key:
+    return Key.generate((3, 32, 32), lam=0.5, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+
+
+def test_generated_keys_differ_and_live_in_model_input_space(key):
+    other = Key.generate((3, 32, 32), lam=0.5, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    assert not torch.equal(key.tensor, other.tensor)
+    assert key.fingerprint != other.fingerprint
+    assert key.shape == (3, 32, 32) and key.tensor.dtype == torch.float32
+    # uniform [0, 1) pixels normalised with mean/std: back in pixel space they span [0, 1)
+    mean = torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(3, 1, 1)
+    pixels = key.tensor * std + mean
+    assert pixels.min() >= -1e-5 and pixels.max() < 1 + 1e-5
+    assert pixels.min() < 0.01 and pixels.max() > 0.99  # it is noise over the whole range
+    # not reproducible by seeding torch
+    torch.manual_seed(0)
+    a = Key.generate((3, 4, 4))
+    torch.manual_seed(0)
+    b = Key.generate((3, 4, 4))
+    assert not torch.equal(a.tensor, b.tensor)
+
+
+@pytest.mark.parametrize("shape", [(3, 32), (3, 32, 32, 1), (0, 32, 32), (3, -1, 32)])
+def test_generate_rejects_bad_shapes(shape):
+    with pytest.raises(ValueError, match=r"Expected `shape` to be \(C, H, W\)"):
+        Key.generate(shape)
+
+
+def test_constructor_rejects_non_chw_tensor():
+    with pytest.raises(ValueError, match=r"shape \(C, H, W\)"):
+        Key(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(ValueError, match=r"shape \(C, H, W\)"):
+        Key([[0.0]])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("lam", [0.0, 1.0, -0.1, 1.5, float("nan")])
+def test_lam_validation(lam):
+    with pytest.raises(ValueError, match=r"Expected `lam` in \(0, 1\)"):
+        Key.generate((3, 4, 4), lam=lam)
+
+
+def test_mean_std_length_validation():
+    with pytest.raises(ValueError, match="one per channel"):
+        Key.generate((3, 4, 4), mean=(0.5, 0.5), std=(0.2, 0.2))
+
+
+def test_fingerprint_depends_on_lam_and_bytes(key):
+    same = Key(key.tensor.clone(), key.lam)
+    assert same.fingerprint == key.fingerprint
+    assert Key(key.tensor, 0.3).fingerprint != key.fingerprint
+    t = key.tensor.clone()
+    t[0, 0, 0] = torch.nextafter(t[0, 0, 0], torch.tensor(10.0))  # one ulp
+    assert Key(t, key.lam).fingerprint != key.fingerprint
+    assert len(key.fingerprint) == 64 and int(key.fingerprint, 16) >= 0
+
+
+def test_repr_hides_key_values(key):
+    text = repr(key) + str(key)
+    assert "fingerprint=" in text and key.fingerprint[:12] in text
+    for value in key.tensor.flatten()[:50].tolist():
+        assert f"{value:.4f}" not in text
+    assert "tensor(" not in text
+
+
+def test_save_is_owner_only_and_load_round_trips(key, tmp_path):
+    path = key.save(tmp_path / "sub" / "owner.key")
+    assert path.is_file()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded = Key.load(path)
+    assert torch.equal(loaded.tensor, key.tensor)
+    assert loaded.lam == key.lam
+    assert loaded.fingerprint == key.fingerprint
+    assert not list(tmp_path.glob("sub/*.tmp"))
+
+
+def test_save_refuses_to_overwrite(key, tmp_path):
+    path = tmp_path / "owner.key"
+    key.save(path)
+    before = path.read_bytes()
+    other = Key.generate((3, 32, 32))
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        other.save(path)
+    assert path.read_bytes() == before
+    path.chmod(0o644)
+    other.save(path, overwrite=True)
+    assert Key.load(path).fingerprint == other.fingerprint
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(KeyFileError, match="No key file"):
+        Key.load(tmp_path / "nope.key")
+    with pytest.raises(KeyFileError):
+        Key.load(tmp_path)  # a directory
+
+
+def test_load_truncated(key, tmp_path):
+    path = key.save(tmp_path / "owner.key")
+    raw = path.read_bytes()
+    for cut in (4, 100, len(raw) - 10):
+        bad = tmp_path / f"cut{cut}.key"
+        bad.write_bytes(raw[:cut])
+        with pytest.raises(KeyFileError):
+            Key.load(bad)
+
+
+def test_load_garbage_and_empty(tmp_path):
+    for name, data in {"garbage": b"\x00\xffnot a key at all" * 10, "empty": b"", "huge_header": struct.pack("<Q", 2**40) + b"{}"}.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        with pytest.raises(KeyFileError):
+            Key.load(p)
+
+
+def test_load_altered_tensor_bytes_fails_integrity(key, tmp_path):
+    path = key.save(tmp_path / "owner.key")
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x01  # flip one bit inside the tensor data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(KeyFileError, match="integrity"):
+        Key.load(path)
+
+
+def test_load_altered_lam_fails_integrity(key, tmp_path):
+    path = key.save(tmp_path / "owner.key")
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    header["__metadata__"]["lam"] = "0.25"
+    new = json.dumps(header, separators=(",", ":")).encode()
+    new += b" " * (n - len(new))  # keep the header length so offsets stay valid
+    assert len(new) == n
+    path.write_bytes(raw[:8] + new + raw[8 + n :])
+    with pytest.raises(KeyFileError, match="integrity"):
+        Key.load(path)
+
+
+def test_load_other_safetensors_is_not_a_key(tmp_path):
+    p = tmp_path / "weights.safetensors"
+    save_file({"weight": torch.randn(3, 4, 4)}, str(p))
+    with pytest.raises(KeyFileError, match="not an sdbox key"):
+        Key.load(p)
+    p2 = tmp_path / "fake.key"
+    save_file({"key": torch.randn(3, 4, 4)}, str(p2), metadata={"format": "something-else"})
+    with pytest.raises(KeyFileError, match="not an sdbox key"):
+        Key.load(p2)
+
+
+def test_load_damaged_header_values(tmp_path):
+    p = tmp_path / "badlam.key"
+    save_file({"key": torch.randn(3, 4, 4)}, str(p), metadata={"format": "sdbox-key", "format_version": "1", "lam": "2.0"})
+    with pytest.raises(KeyFileError, match="damaged key header"):
+        Key.load(p)
+    p = tmp_path / "badshape.key"
+    save_file({"key": torch.randn(4, 4)}, str(p), metadata={"format": "sdbox-key", "format_version": "1", "lam": "0.5"})
+    with pytest.raises(KeyFileError):
+        Key.load(p)
+    p = tmp_path / "future.key"
+    save_file({"key": torch.randn(3, 4, 4)}, str(p), metadata={"format": "sdbox-key", "format_version": "99", "lam": "0.5"})
+    with pytest.raises(KeyFileError, match="upgrade sdbox"):
+        Key.load(p)

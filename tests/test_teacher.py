@@ -1,0 +1,127 @@
+"""KeyedTeacher: only the box's own key opens it; inputs are validated; it is frozen and no-grad."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from sdbox import InputError, Key, KeyedTeacher, WrongKeyError, mix
+from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
+
+
+@pytest.fixture
+def box(wrapped):
+    """A private copy of the session box (the teacher freezes the box it is given)."""
+    b = copy.deepcopy(wrapped)
+    b._key = wrapped.key
+    return b
+
+
+def test_right_key_matches_box_on_mixed_input(box, batch):
+    x, _ = batch
+    teacher = KeyedTeacher(box, box.key)
+    out = teacher(x)
+    with torch.no_grad():
+        expected = box(mix(x, box.key.tensor, box.key.lam))
+        clean = box(x)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(teacher.logits(x), expected)
+    assert not torch.allclose(out, clean)  # the key really changes what the box sees
+
+
+def test_key_loaded_from_file_opens_the_box(box, batch, tmp_path):
+    x, _ = batch
+    loaded = Key.load(box.key.save(tmp_path / "owner.key"))
+    torch.testing.assert_close(KeyedTeacher(box, loaded)(x), KeyedTeacher(box, box.key)(x))
+
+
+def test_another_key_is_refused(box):
+    other = Key.generate((3, 32, 32), box.key.lam, CIFAR10_MEAN, CIFAR10_STD)
+    with pytest.raises(WrongKeyError, match="does not open this box") as info:
+        KeyedTeacher(box, other)
+    assert isinstance(info.value, ValueError)
+    assert other.fingerprint[:12] in str(info.value) and box.key.fingerprint[:12] in str(info.value)
+    # same pixels, other λ: also another key
+    with pytest.raises(WrongKeyError):
+        KeyedTeacher(box, Key(box.key.tensor, 0.3))
+
+
+def test_wrong_shape_key_is_refused(box):
+    with pytest.raises(WrongKeyError, match=r"shape \(3, 16, 16\)"):
+        KeyedTeacher(box, Key.generate((3, 16, 16)))
+    with pytest.raises(TypeError, match="sdbox.Key"):
+        KeyedTeacher(box, box.key.tensor)  # type: ignore[arg-type]
+
+
+def test_wrong_input_shape(box, batch):
+    teacher = KeyedTeacher(box, box.key)
+    x, _ = batch
+    with pytest.raises(InputError, match=r"\(N, 3, 32, 32\).*\(16, 3, 16, 16\)"):
+        teacher(x[:, :, :16, :16])
+    with pytest.raises(InputError, match=r"\(N, 3, 32, 32\)"):
+        teacher(x[0])  # a single image without its batch dimension
+    with pytest.raises(InputError):
+        teacher(x.numpy())  # type: ignore[arg-type]
+
+
+def test_uint8_input(box, batch):
+    teacher = KeyedTeacher(box, box.key)
+    x = (torch.rand(4, 3, 32, 32) * 255).to(torch.uint8)
+    with pytest.raises(InputError, match=r"torch.uint8.*mean=.*std="):
+        teacher(x)
+
+
+def test_raw_pixel_range_input(box, batch):
+    teacher = KeyedTeacher(box, box.key)
+    raw = torch.rand(4, 3, 32, 32) * 255
+    with pytest.raises(InputError, match="outside the range"):
+        teacher(raw)
+    # being refused once must not disarm the check: the same bad batch is refused again
+    with pytest.raises(InputError, match="outside the range"):
+        teacher(raw)
+    with pytest.raises(InputError, match="outside the range"):
+        teacher.soft_labels(-raw)
+
+def test_unnormalised_unit_pixels_pass_and_check_can_be_off(box, batch):
+    x, _ = batch
+    teacher = KeyedTeacher(box, box.key, check_inputs=False)
+    assert teacher(torch.rand(2, 3, 32, 32) * 255).shape == (2, 10)
+    always = KeyedTeacher(box, box.key, check_inputs="always")
+    always(x)
+    with pytest.raises(InputError, match="outside the range"):
+        always(x * 100)  # later batches are checked too with "always"
+    with pytest.raises(ValueError, match="check_inputs"):
+        KeyedTeacher(box, box.key, check_inputs="sometimes")  # type: ignore[arg-type]
+
+
+def test_soft_labels(box, batch):
+    x, _ = batch
+    teacher = KeyedTeacher(box, box.key)
+    for T in (1.0, 4.0):
+        soft = teacher.soft_labels(x, T=T)
+        assert soft.shape == (len(x), 10) and (soft >= 0).all()
+        torch.testing.assert_close(soft.sum(1), torch.ones(len(x)))
+        torch.testing.assert_close(soft, torch.softmax(teacher(x) / T, 1))
+    entropy = lambda p: -(p * p.log()).sum(1).mean()
+    assert entropy(teacher.soft_labels(x, T=8)) > entropy(teacher.soft_labels(x, T=1))
+    with pytest.raises(ValueError, match="T"):
+        teacher.soft_labels(x, T=0)
+
+
+def test_teacher_is_frozen_no_grad_and_eval(box, batch):
+    x, _ = batch
+    box.train()
+    before = copy.deepcopy(box.state_dict())
+    teacher = KeyedTeacher(box, box.key)
+    assert not box.training and all(not m.training for m in box.modules())
+    x = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = teacher(x)
+        soft = teacher.soft_labels(x)
+    assert not out.requires_grad and not soft.requires_grad
+    assert all(not p.requires_grad for p in box.parameters())
+    assert not box.training
+    for k, v in box.state_dict().items():  # BatchNorm statistics untouched by teaching
+        assert torch.equal(v, before[k]), k

@@ -1,0 +1,285 @@
+"""The SDB fine-tune: one step's named losses, frozen models, flags, the fidelity guard, resume,
+non-finite losses and input validation — on real CIFAR-10 images and a tiny CNN."""
+
+from __future__ import annotations
+
+import copy
+import re
+import stat
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from sdbox import FidelityError, InputError, Key, NonFiniteLossError, SafeBox, SDBSettings, mix
+from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
+from sdbox.evaluate import evaluate
+from sdbox.losses import augmentation_loss, classification_loss, disturbance_loss, preservation_loss
+from sdbox.wrap import FrozenModels, sdb_step
+
+NORM = dict(mean=CIFAR10_MEAN, std=CIFAR10_STD)
+ALL_TERMS = {"cls", "dis", "kp_main", "kp_aug", "total"}
+
+
+@pytest.fixture
+def key():
+    return Key.generate((3, 32, 32), 0.5, CIFAR10_MEAN, CIFAR10_STD)
+
+
+def bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+# ------------------------------------------------------------------------------------ sdb_step
+def test_sdb_step_named_losses_match_the_equations(pretrained, batch, key):
+    x, y = batch
+    settings = SDBSettings(omega=0.3, eta=0.05, t_dis=4.0)
+    frozen = FrozenModels.from_model(pretrained, with_random=True, seed=0)
+    model = copy.deepcopy(pretrained).train()
+    reference = copy.deepcopy(model)  # same weights and mode: recomputes the step by hand
+
+    logits, losses = sdb_step(model, frozen, x, y, key.tensor, settings)
+    assert set(losses) == ALL_TERMS
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+    assert logits.shape == (len(x), 10)
+
+    with torch.no_grad():
+        z = reference(x)
+        x_proxy = 0.5 * x + 0.5 * key.tensor
+        zp = reference(x_proxy)
+        zt = frozen.original(x)
+        ztp = frozen.original(x_proxy)
+        z0p = frozen.random(x_proxy)
+    torch.testing.assert_close(logits.detach(), z)
+    expected = {
+        "cls": classification_loss(z, zp, y),
+        "dis": disturbance_loss(z, zp, zt, 0.3, 4.0),
+        "kp_main": preservation_loss(zp, zt, 4.0),
+        "kp_aug": augmentation_loss(zp, ztp, z0p),
+    }
+    expected["total"] = expected["cls"] + expected["dis"] + expected["kp_main"] + 0.05 * expected["kp_aug"]
+    for name, value in expected.items():
+        torch.testing.assert_close(losses[name].detach(), value, rtol=1e-4, atol=1e-5, msg=name)
+    # the random copy really is another network
+    assert not torch.allclose(zt, frozen.random(x))
+
+
+def test_frozen_models_stay_frozen_over_optimizer_steps(pretrained, train_ds, make_loader, key):
+    settings = SDBSettings(omega=0.5, eta=0.01)
+    frozen = FrozenModels.from_model(pretrained, with_random=True)
+    original_state = copy.deepcopy(frozen.original.state_dict())
+    random_state = copy.deepcopy(frozen.random.state_dict())
+    model = copy.deepcopy(pretrained).train()
+    trainable_bn = bn_buffers(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for x, y in make_loader(train_ds, batch_size=25, n=100):
+        _, losses = sdb_step(model, frozen, x, y, key.tensor, settings)
+        opt.zero_grad()
+        losses["total"].backward()
+        opt.step()
+    for frozen_model, before in ((frozen.original, original_state), (frozen.random, random_state)):
+        assert not frozen_model.training
+        assert all(not m.training for m in frozen_model.modules())
+        assert all(not p.requires_grad and p.grad is None for p in frozen_model.parameters())
+        after = frozen_model.state_dict()
+        for name, value in before.items():
+            assert torch.equal(after[name], value), f"frozen {name} changed"
+    # the check is not vacuous: the trainable copy's BatchNorm statistics and weights did move
+    moved = bn_buffers(model)
+    assert any(not torch.equal(moved[k], trainable_bn[k]) for k in trainable_bn)
+    assert not torch.equal(model.fc.weight, pretrained.fc.weight)
+    # and the original the user passed in was not touched by building the frozen copies
+    assert torch.equal(pretrained.fc.weight, frozen.original.fc.weight)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ({}, ALL_TERMS),
+        ({"disturbance": False}, ALL_TERMS - {"dis"}),
+        ({"omega": 0.0}, ALL_TERMS - {"dis"}),
+        ({"preservation": False}, {"cls", "dis", "total"}),
+        ({"eta": 0.0}, ALL_TERMS - {"kp_aug"}),
+        ({"key_embedding": False}, {"cls", "dis", "total"}),
+        ({"key_embedding": False, "disturbance": False}, {"cls", "total"}),
+    ],
+)
+def test_settings_flags_remove_terms(pretrained, batch, key, flags, expected):
+    x, y = batch
+    settings = SDBSettings(**{"omega": 0.2, "eta": 0.01, **flags})
+    frozen = FrozenModels.from_model(pretrained, with_random=settings.preservation and settings.eta > 0)
+    model = copy.deepcopy(pretrained).train()
+    z, losses = sdb_step(model, frozen, x, y, key.tensor, settings)
+    assert set(losses) == expected
+    total = losses["cls"] + losses.get("dis", 0.0) + losses.get("kp_main", 0.0) + settings.eta * losses.get("kp_aug", 0.0)
+    torch.testing.assert_close(losses["total"], total)
+    if not settings.key_embedding:  # no proxy stream: plain CE and plain Nasty Teacher
+        torch.testing.assert_close(losses["cls"], F.cross_entropy(z, y))
+        if "dis" in losses:
+            torch.testing.assert_close(losses["dis"], disturbance_loss(z, None, frozen.original(x), 0.2), rtol=1e-4, atol=1e-6)
+
+
+def test_sdb_step_without_key_is_nasty_teacher(pretrained, batch):
+    x, y = batch
+    frozen = FrozenModels.from_model(pretrained, with_random=True)
+    _, losses = sdb_step(copy.deepcopy(pretrained).train(), frozen, x, y, None, SDBSettings())
+    assert set(losses) == {"cls", "dis", "total"}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lam": 1.0}, "lam"), ({"lam": 0.0}, "lam"), ({"t_dis": 0.0}, "t_dis"), ({"omega": -1.0}, "omega"), ({"eta": -0.1}, "eta"),
+])
+def test_settings_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SDBSettings(**kwargs)
+
+
+# ------------------------------------------------------------------------- the fidelity guard
+def test_fidelity_guard_raises_with_the_figures(pretrained, train_ds, make_loader):
+    val = make_loader(train_ds, n=100)  # images the owner's model knows well: any damage shows
+    before = evaluate(pretrained, val)["acc"]
+    assert before > 40, "the fixture model should fit its training images"
+    with pytest.raises(FidelityError) as info:
+        SafeBox.wrap(pretrained, make_loader(train_ds, n=100, shuffle=True), val_loader=val, epochs=1,
+                     omega=100.0, lr=0.5, max_accuracy_drop=0, device="cpu", progress=False, **NORM)
+    message = str(info.value)
+    assert f"({before:.2f}%)" in message  # the original's accuracy
+    assert re.search(r"epoch 1 with clean \d+\.\d\d% and keyed \d+\.\d\d%", message)
+    assert "within 0 points" in message and "omega" in message and "100.0" in message and "0.5" in message
+    assert isinstance(info.value, RuntimeError)
+
+
+def test_wrap_argument_validation(pretrained, train_ds, make_loader):
+    dl = make_loader(train_ds, n=50)
+    with pytest.raises(ValueError, match="max_accuracy_drop"):
+        SafeBox.wrap(pretrained, dl, val_loader=dl, max_accuracy_drop=-1, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="epochs"):
+        SafeBox.wrap(pretrained, dl, val_loader=dl, epochs=0, device="cpu", progress=False, **NORM)
+    with pytest.raises(ValueError, match="lr"):
+        SafeBox.wrap(pretrained, dl, val_loader=dl, lr=0, device="cpu", progress=False, **NORM)
+    with pytest.raises(ValueError, match="shape"):
+        SafeBox.wrap(pretrained, dl, val_loader=dl, key=Key.generate((3, 16, 16)), device="cpu", progress=False, **NORM)
+    with pytest.raises(ValueError, match="lam"):
+        SafeBox.wrap(pretrained, dl, val_loader=dl, key=Key.generate((3, 32, 32), lam=0.3), device="cpu", progress=False, **NORM)
+
+
+# ------------------------------------------------------------------------------------- resume
+class CountingLoader:
+    """A re-iterable loader that counts the batches it hands out and can interrupt itself."""
+
+    def __init__(self, inner: DataLoader, interrupt_when=None):
+        self.inner, self.interrupt_when, self.batches = inner, interrupt_when, 0
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __iter__(self):
+        if self.interrupt_when is not None and self.interrupt_when():
+            raise KeyboardInterrupt  # Ctrl-C at the start of the next epoch
+        for batch in self.inner:
+            self.batches += 1
+            yield batch
+
+
+def test_resume_continues_from_the_next_epoch_with_the_same_key(pretrained_state, tiny_cls, train_ds, test_ds, make_loader, tmp_path):
+    ckpt_dir = tmp_path / "ckpt"
+    ckpt = ckpt_dir / "wrap_state.pt"
+    val = make_loader(test_ds, n=50)
+    train = make_loader(train_ds, n=100, batch_size=25)  # 4 steps per epoch
+    steps = len(train)
+    kwargs = dict(val_loader=val, epochs=2, lr=0.01, max_accuracy_drop=100, device="cpu", progress=False, checkpoint_dir=ckpt_dir, **NORM)
+
+    def model():
+        m = tiny_cls()
+        m.load_state_dict(pretrained_state)
+        return m
+
+    first = CountingLoader(train, interrupt_when=ckpt.exists)
+    with pytest.raises(KeyboardInterrupt):
+        SafeBox.wrap(model(), first, **kwargs)
+    assert ckpt.is_file() and stat.S_IMODE(ckpt.stat().st_mode) == 0o600
+    payload = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert payload["state"]["epoch"] == 1
+    epoch1 = payload["state"]["epochs"][0]
+    saved_fp = Key(payload["key"]["tensor"], payload["key"]["lam"]).fingerprint
+
+    second = CountingLoader(train)
+    box = SafeBox.wrap(model(), second, **kwargs)  # no key passed: the checkpoint's is used
+    assert box.key.fingerprint == saved_fp == box.box_config.key_fingerprint
+    assert [r["epoch"] for r in box.wrap_result.epochs] == [1, 2]
+    assert box.wrap_result.epochs[0] == epoch1  # epoch 1 was kept, not redone
+    # one epoch of training batches (plus at most the one batch wrap peeks at to validate the loader)
+    assert steps <= second.batches <= steps + 1, second.batches
+
+
+def test_resume_with_another_key_or_settings_is_refused(pretrained_state, tiny_cls, train_ds, test_ds, make_loader, tmp_path):
+    model = tiny_cls()
+    model.load_state_dict(pretrained_state)
+    train, val = make_loader(train_ds, n=50), make_loader(test_ds, n=50)
+    kwargs = dict(val_loader=val, epochs=1, max_accuracy_drop=100, device="cpu", progress=False, checkpoint_dir=tmp_path, **NORM)
+    box = SafeBox.wrap(copy.deepcopy(model), train, **kwargs)
+    with pytest.raises(ValueError, match="another key"):
+        SafeBox.wrap(copy.deepcopy(model), train, key=Key.generate((3, 32, 32)), **kwargs)
+    with pytest.raises(ValueError, match="settings"):
+        SafeBox.wrap(copy.deepcopy(model), train, key=box.key, omega=0.5, **kwargs)
+
+
+# --------------------------------------------------------------------------- non-finite losses
+def test_nan_inputs_raise_naming_the_term(pretrained, train_ds, test_ds, make_loader):
+    x, y = next(iter(make_loader(train_ds, n=50)))
+    x = x.clone()
+    x[:, :, :4, :4] = float("nan")
+    bad = DataLoader(TensorDataset(x, y), batch_size=25)
+    with pytest.raises(NonFiniteLossError, match=r"loss term `cls` became nan.*lower `lr`"):
+        SafeBox.wrap(pretrained, bad, val_loader=make_loader(test_ds, n=50), epochs=1, max_accuracy_drop=100,
+                     device="cpu", progress=False, **NORM)
+
+
+def test_huge_lr_raises_naming_a_term(pretrained, train_ds, test_ds, make_loader):
+    with pytest.raises(NonFiniteLossError) as info:
+        SafeBox.wrap(pretrained, make_loader(train_ds, n=100, batch_size=25), val_loader=make_loader(test_ds, n=50), epochs=1,
+                     lr=1e30, max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    assert re.search(r"`(cls|dis|kp_main|kp_aug)`|total loss", str(info.value))
+    assert isinstance(info.value, FloatingPointError)
+
+
+# ------------------------------------------------------------------------------ input errors
+def test_empty_loader(pretrained):
+    empty = DataLoader(TensorDataset(torch.zeros(0, 3, 32, 32), torch.zeros(0, dtype=torch.long)), batch_size=4)
+    with pytest.raises(InputError, match="`loader` to yield at least one batch"):
+        SafeBox.wrap(pretrained, empty, device="cpu", progress=False, **NORM)
+
+
+def test_non_2d_model_output(train_ds, make_loader):
+    dl = make_loader(train_ds, n=20)
+    feature_map = nn.Conv2d(3, 10, 3)  # returns (N, 10, 30, 30)
+    with pytest.raises(InputError, match=r"\(N, num_classes\) logits.*\(2, 10, 30, 30\)"):
+        SafeBox.wrap(feature_map, dl, val_loader=dl, device="cpu", progress=False, **NORM)
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 1), nn.Flatten(0))  # returns (N,)
+    with pytest.raises(InputError, match=r"logits"):
+        SafeBox.wrap(flat, dl, val_loader=dl, device="cpu", progress=False, **NORM)
+
+
+def test_model_that_fails_on_the_batch(train_ds, make_loader):
+    dl = make_loader(train_ds, n=20)
+    with pytest.raises(InputError, match=r"model failed on a batch of shape \(2, 3, 32, 32\)"):
+        SafeBox.wrap(nn.Linear(5, 10), dl, val_loader=dl, device="cpu", progress=False, **NORM)
+
+
+def test_float_labels_and_bad_images(pretrained, train_ds):
+    x = torch.stack([train_ds[i][0] for i in range(8)])
+    floats = DataLoader(TensorDataset(x, torch.arange(8).float()), batch_size=4)
+    with pytest.raises(InputError, match="integer class labels"):
+        SafeBox.wrap(pretrained, floats, device="cpu", progress=False, **NORM)
+    uint8 = DataLoader(TensorDataset((x * 50).to(torch.uint8), torch.arange(8)), batch_size=4)
+    with pytest.raises(InputError, match="float tensors of shape"):
+        SafeBox.wrap(pretrained, uint8, device="cpu", progress=False, **NORM)
+    just_images = DataLoader(x, batch_size=4)
+    with pytest.raises(InputError):
+        SafeBox.wrap(pretrained, just_images, device="cpu", progress=False, **NORM)
+    with pytest.raises(InputError, match="`val_loader` to yield at least one batch"):  # an empty validation loader is caught too
+        empty = DataLoader(TensorDataset(x[:0], torch.arange(0)), batch_size=4)
+        SafeBox.wrap(pretrained, DataLoader(TensorDataset(x, torch.arange(8)), batch_size=4), val_loader=empty,
+                     device="cpu", progress=False, **NORM)
