@@ -100,9 +100,10 @@ def test_attacks_never_receive_the_key(box, data, monkeypatch, tmp_path):
 
 def test_attacks_json_schema_and_markdown(box, data, tmp_path):
     report = run_attacks(box, data, student, BUDGET, key=box.key, attacks=["hard_label", "key_search"], out=tmp_path, meta={"box": "tiny"})
-    saved = json.loads((tmp_path / "attacks.json").read_text())
-    assert saved["meta"]["box"] == "tiny" and {"budget", "wall_s", "seed", "quick"} <= set(saved["meta"])
-    rows = saved["results"]
+    meta = json.loads((tmp_path / "attacks_meta.json").read_text())
+    assert meta["box"] == "tiny" and {"budget", "wall_s", "seed", "quick"} <= set(meta)
+    rows = json.loads((tmp_path / "attacks.json").read_text())
+    assert rows == json.loads(json.dumps(report["results"]))
     assert [r["attack"] for r in rows] == ["scratch", "key_holder", "hard_label", "key_search"]
     for r in rows:
         assert {"attack", "settings", "student_acc", "gap_to_scratch", "gap_to_key_holder", "strongest"} <= set(r)
@@ -129,5 +130,5 @@ def test_cli_end_to_end(box, tmp_path):
         "--quick", "--attacks", "hard_label", "--epochs", "1", "--train-limit", "100", "--test-limit", "50", "--device", "cpu", "--no-progress",
     ])
     assert args.run(args) == 0
-    rows = json.loads((tmp_path / "out" / "attacks.json").read_text())["results"]
+    rows = json.loads((tmp_path / "out" / "attacks.json").read_text())
     assert [r["attack"] for r in rows] == ["scratch", "key_holder", "hard_label"]

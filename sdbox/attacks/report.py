@@ -16,7 +16,7 @@ def _settings(settings: dict[str, Any]) -> str:
 
 
 def attacks_markdown(results: list[dict[str, Any]] | dict[str, Any]) -> str:
-    """A markdown table of attack rows (the ``results`` of attacks.json, or the whole report).
+    """A markdown table of attack rows (attacks.json, or the dict :func:`run_attacks` returns).
 
     Columns: attack, settings, student accuracy (%), gap to scratch and to the key holder
     (points); the strongest attack's row is bold. A positive gap to scratch means the attack

@@ -83,7 +83,8 @@ def run_attacks(
 ) -> dict[str, Any]:
     """Scratch, key holder (if ``key``), then every planned attack. Returns {"meta", "results"}.
 
-    With ``out``, writes ``out/attacks.json`` after every row, so a stopped run keeps its rows.
+    With ``out``, writes ``out/attacks.json`` and ``out/attacks_meta.json`` after every row, so
+    a stopped run keeps its rows.
     """
     start = time.time()
     public = public_view(box)
@@ -134,10 +135,12 @@ def _finish(rows: list[dict[str, Any]]) -> None:
 
 
 def write_json(report: dict[str, Any], out: str | Path) -> Path:
-    """Write ``out/attacks.json`` atomically (the benchmark report may read it at any time)."""
-    path = Path(out) / "attacks.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    tmp.replace(path)
-    return path
+    """Write ``out/attacks.json`` (the list of rows, as the benchmark report reads it) and
+    ``out/attacks_meta.json`` (box, data, budget, seed, wall time), each atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, payload in (("attacks_meta.json", report["meta"]), ("attacks.json", report["results"])):
+        tmp = out / (name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=2, default=str))
+        tmp.replace(out / name)
+    return out / "attacks.json"
