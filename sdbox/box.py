@@ -24,7 +24,8 @@ from . import architecture
 from .card import model_card
 from .config import BoxConfig
 from .data import resolve_normalization
-from .errors import BundleError, SdboxError
+from .evaluate import evaluate
+from .errors import BundleError, SdboxError, WrongKeyError
 from .key import Key
 from .speed import FastPath
 from .wrap import SDBSettings, WrapResult, check_classifier, fine_tune, first_batch, saved_key, split_holdout
@@ -141,6 +142,28 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         box._key = key
         box.wrap_result = result
         return box
+
+    # ------------------------------------------------------------------------------ evaluate
+    def evaluate(self, loader: Iterable, key: Key | None = None, *, original: nn.Module | None = None) -> dict[str, float]:
+        """Top-1 on ``loader`` (clean; keyed with ``key``; the ``original`` model's for comparison).
+
+        The figures go into ``box_config.report`` and the model card, so ``save_pretrained``
+        publishes what was measured rather than what was promised.
+        """
+        from .report import fidelity_markdown  # report renders; the box only measures
+
+        device = self.device
+        result = {"clean_acc": evaluate(self, loader, device=device)["acc"]}
+        if key is not None:
+            if key.fingerprint != self.box_config.key_fingerprint:
+                raise WrongKeyError("This key does not open this box: pass the key file saved when the box was wrapped.")
+            result["keyed_acc"] = evaluate(self, loader, key=key.tensor, lam=key.lam, device=device)["acc"]
+        if original is not None:
+            result["original_acc"] = evaluate(original.to(device), loader, device=device)["acc"]
+        result["images"] = sum(len(y) for _, y in loader)
+        self.box_config.report = {**(self.box_config.report or {}), "evaluation": result}
+        self.report_markdown = fidelity_markdown(result)
+        return result
 
     # ------------------------------------------------------------------------ save and load
     def _save_pretrained(self, save_directory: Path) -> None:

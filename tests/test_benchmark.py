@@ -1,0 +1,112 @@
+"""The benchmark on a few hundred real CIFAR-10 images: outputs, resume, offline error, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sdbox.benchmark import CPU, run_benchmark
+from sdbox.errors import InputError
+
+DATA = Path(os.environ.get("SDBOX_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"))
+pytestmark = pytest.mark.skipif(not (DATA / "train").is_dir(), reason=f"no CIFAR-10 ImageFolder at {DATA} (set SDBOX_DATA)")
+
+TINY = replace(
+    CPU, name="tiny", teacher="cnn5", students=("cnn5",), n_train=300, n_val=100, n_test=100,
+    teacher_epochs=1, wrap_epochs=1, student_epochs=1, max_accuracy_drop=100.0,
+    methods=("Normal", "SDB"), temperatures=(1.0, 4.0), random_keys=1,
+)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("bench")
+    return out, run_benchmark(DATA, TINY, 1, out, threads=1, progress=False)
+
+
+def test_results_schema_report_and_figures(finished):
+    out, results = finished
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["seeds"]["0"] == results["seeds"]["0"]
+    seed = saved["seeds"]["0"]
+    assert {"clean_acc"} <= seed["teacher"].keys()
+    for method in ("Normal", "SDB"):
+        assert set(seed["methods"][method]["teacher_acc"]) == {"no_key", "key"}
+        assert set(seed["methods"][method]["student"]["cnn5"]) == {"no_key", "key"}
+    assert set(seed["temperature_attack"]) == {"1", "4"} and len(seed["random_key_attack"]) == 1
+    assert seed["temperature_attack"]["4"] == seed["methods"]["SDB"]["student"]["cnn5"]["no_key"]
+    assert saved["mean"]["scratch"]["cnn5"]["n"] == 1
+    assert {"settings", "versions", "device", "wall_time_s"} <= saved.keys()
+    report = (out / "report.md").read_text()
+    for section in ("## Verdicts", "## Table 3", "## Table 5", "## Table 6", "## Figures", "## Per seed"):
+        assert section in report
+    assert (out / "loss_curves.png").stat().st_size > 0 and (out / "soft_labels.png").stat().st_size > 0
+    card = (out / "box" / "README.md").read_text()
+    assert "Protection report" in card and "loss_curves.png" in card
+    assert json.loads((out / "box" / "config.json").read_text())["sdbox"]["report"]["claims"]
+
+
+def test_resume_does_no_training_and_adds_attacks(finished, monkeypatch):
+    out, results = finished
+    from sdbox.benchmark import runner
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a resumed run trained again")
+
+    monkeypatch.setattr(runner, "distill", refuse)
+    monkeypatch.setattr(runner, "train_classifier", refuse)
+    monkeypatch.setattr(runner.SafeBox, "wrap", refuse)
+    attacks = [{"attack": "skeptical", "settings": {"T": 4}, "student_acc": 20.0, "gap_to_scratch": -1.0, "gap_to_key_holder": -2.0, "strongest": True}]
+    (out / "attacks.json").write_text(json.dumps(attacks))
+    again = run_benchmark(DATA, TINY, 1, out, threads=1, progress=False)
+    assert again["seeds"] == results["seeds"]
+    assert "## Other attacks" in (out / "report.md").read_text()
+
+
+def test_box_evaluate_fills_the_card(finished):
+    out, _ = finished
+    from sdbox import Key, SafeBox
+    from sdbox.benchmark.models import create
+    from sdbox.benchmark.tensordata import TensorLoader, load_cifar10
+
+    box = SafeBox.from_pretrained(out / "seed0" / "boxes" / "SDB", model=create("cnn5"))
+    _, val, _ = load_cifar10(DATA, 300, 100, 10)
+    figures = box.evaluate(TensorLoader(val, 50), Key.load(out / "seed0" / "key.key"))
+    assert set(figures) == {"clean_acc", "keyed_acc", "images"} and figures["images"] == 100
+    assert "this box, keyed input" in box.report_markdown and box.box_config.report["evaluation"] == figures
+
+
+def test_offline_without_data_says_pass_data(monkeypatch, tmp_path):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it")
+
+    monkeypatch.setenv("SDBOX_CACHE", str(tmp_path))
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(InputError, match="--data"):
+        run_benchmark(None, TINY, 1, tmp_path / "out", progress=False)
+
+
+def test_seeds_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="`seeds` ≥ 1"):
+        run_benchmark(DATA, TINY, 0, tmp_path)
+
+
+def test_demo_and_benchmark_cli_parse():
+    import argparse
+
+    from sdbox.benchmark import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parsers(parser.add_subparsers(dest="command"))
+    demo = parser.parse_args(["demo", "--out", "x", "--threads", "1"])
+    assert demo.run is cli.run_demo_cli and demo.out == "x" and demo.threads == 1
+    bench = parser.parse_args(["benchmark", "--preset", "paper", "--seeds", "3", "--data", "d"])
+    assert bench.run is cli.run_benchmark_cli and (bench.preset, bench.seeds, bench.data) == ("paper", 3, "d")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["benchmark", "--preset", "gpu"])
