@@ -16,7 +16,7 @@ import torch
 
 from sdbox import Key, KeyedTeacher, SafeBox, distill
 from sdbox.benchmark.models import create
-from sdbox.benchmark.tensordata import TensorLoader, load_cifar10
+from sdbox.benchmark.tensordata import batches, load_cifar10
 from sdbox.benchmark.train import train_classifier
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 from sdbox.evaluate import evaluate
@@ -33,8 +33,8 @@ def main() -> None:
     # 1,500 train images, a 300-image validation slice for the fidelity guard, 1,000 test images,
     # decoded once into memory (sdbox's benchmark loader; a torchvision DataLoader works too).
     train, val, test = load_cifar10(None if args.data == "download" else args.data, 1500, 300, 1000)
-    train_loader = TensorLoader(train, 128, train=True)
-    val_loader, test_loader = TensorLoader(val, 256), TensorLoader(test, 256)
+    train_loader = batches(train, 128, train=True)
+    val_loader, test_loader = batches(val, 256), batches(test, 256)
 
     model = create("resnet8")
     train_classifier(model, train_loader, epochs=8, lr=0.05)  # stands in for *your* trained model

@@ -71,11 +71,11 @@ def test_box_evaluate_fills_the_card(finished):
     out, _ = finished
     from sdbox import Key, SafeBox
     from sdbox.benchmark.models import create
-    from sdbox.benchmark.tensordata import TensorLoader, load_cifar10
+    from sdbox.benchmark.tensordata import batches, load_cifar10
 
     box = SafeBox.from_pretrained(out / "seed0" / "boxes" / "SDB", model=create("cnn5"))
     _, val, _ = load_cifar10(DATA, 300, 100, 10)
-    figures = box.evaluate(TensorLoader(val, 50), Key.load(out / "seed0" / "key.key"))
+    figures = box.evaluate(batches(val, 50), Key.load(out / "seed0" / "key.key"))
     assert set(figures) == {"clean_acc", "keyed_acc", "images"} and figures["images"] == 100
     assert "this box, keyed input" in box.report_markdown and box.box_config.report["evaluation"] == figures
 

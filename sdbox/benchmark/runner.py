@@ -34,7 +34,7 @@ from ..teacher import KeyedTeacher
 from . import models
 from .presets import Preset, get_preset, method_settings
 from .store import cached_json, load_weights, read_json, save_dir_atomically, save_weights, write_json
-from .tensordata import Split, TensorLoader, load_cifar10
+from .tensordata import Split, batches, load_cifar10
 from .train import train_classifier
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -143,15 +143,15 @@ class _SeedRun:
 
     def __init__(self, p: Preset, seed: int, out: Path, train: Split, val: Split, evaluation: Split, device, progress: bool):
         self.p, self.seed, self.out, self.device, self.progress = p, seed, out, device, progress
-        self.train, self.val_loader = train, TensorLoader(val, 256, device=device)
-        self.eval_loader = TensorLoader(evaluation, 256, device=device)
+        self.train, self.val_loader = train, batches(val, 256, device=device)
+        self.eval_loader = batches(evaluation, 256, device=device)
         self.evaluation = evaluation
 
     def log(self, message: str) -> None:
         log(f"seed {self.seed}: {message}")
 
-    def train_loader(self, name: str) -> TensorLoader:
-        return TensorLoader(self.train, self.p.batch_size, train=True, device=self.device, seed=_subseed(self.seed, name))
+    def train_loader(self, name: str):
+        return batches(self.train, self.p.batch_size, train=True, device=self.device, seed=_subseed(self.seed, name))
 
     def run(self) -> dict[str, Any]:
         p, start = self.p, time.time()

@@ -1,23 +1,21 @@
-"""CIFAR-10 held in memory as uint8 tensors and served in batches: decode once, slice after.
+"""The benchmark's fixed CIFAR-10 split, decoded once into uint8 tensors.
 
-On two CPU cores, decoding JPEGs and per-image transforms cost more than a small network's
-forward pass. Here every image is decoded once, kept as (N, C, H, W) uint8 (on the training
-device), and random crop + flip run on whole batches.
+On two CPU cores, decoding JPEGs every epoch costs more than a small network's forward pass.
+Here the train / validation / test images are picked once (class-balanced, seeded), decoded
+once, and served by :class:`~sdbox.data.TensorLoader`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..data import CIFAR10_MEAN, CIFAR10_STD, cifar10, image_folder
+from ..data import CIFAR10_MEAN, CIFAR10_STD, TensorLoader, cifar10, image_folder
 
 
 @dataclass
@@ -84,60 +82,12 @@ def _take(pool, idx: torch.Tensor) -> Split:
     return Split(decode(idx), targets[idx].clone())
 
 
-class TensorLoader:
-    """Batches of normalised float images from a :class:`Split`, shuffled and augmented when training.
+def batches(split: Split, batch_size: int = 128, *, train: bool = False, device: str | torch.device = "cpu", seed: int = 0) -> TensorLoader:
+    """A :class:`~sdbox.data.TensorLoader` over ``split``: shuffled, cropped and flipped when training.
 
-    It yields ``(x, y)`` like a DataLoader (so ``SafeBox.wrap``, ``distill`` and ``evaluate``
-    take it unchanged); each pass draws a new order from its own seeded generator.
+    Training drops a ragged last batch (BatchNorm cannot train on a batch of one); each pass
+    draws a new order from the loader's own seeded generator, so a job's batches depend on its
+    seed alone, not on what ran before it.
     """
-
-    def __init__(
-        self,
-        split: Split,
-        batch_size: int = 128,
-        *,
-        train: bool = False,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        mean: Sequence[float] = CIFAR10_MEAN,
-        std: Sequence[float] = CIFAR10_STD,
-    ):
-        if batch_size < 1:
-            raise ValueError(f"Expected `batch_size` ≥ 1, but got {batch_size}.")
-        self.device = torch.device(device)
-        self.images = split.images.to(self.device)
-        self.labels = split.labels.to(self.device)
-        self.batch_size, self.train = batch_size, train
-        self.generator = torch.Generator().manual_seed(seed)
-        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
-
-    def __len__(self) -> int:
-        n = len(self.labels)
-        # Training drops a ragged last batch: BatchNorm cannot train on a batch of one.
-        return n // self.batch_size if self.train and n >= self.batch_size else math.ceil(n / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.labels)
-        order = torch.randperm(n, generator=self.generator).to(self.device) if self.train else None
-        for b in range(len(self)):
-            sl = slice(b * self.batch_size, min((b + 1) * self.batch_size, n))
-            idx = order[sl] if order is not None else sl
-            x = self.images[idx].float().div_(255)
-            if self.train:
-                x = self._augment(x)
-            yield (x - self.mean) / self.std, self.labels[idx]
-
-    def _augment(self, x: torch.Tensor, pad: int = 4) -> torch.Tensor:
-        """Random crop (zero padding ``pad``) and horizontal flip, per image, in one indexing op."""
-        n, _, h, w = x.shape
-        padded = F.pad(x, (pad, pad, pad, pad))
-        g = self.generator
-        dy = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
-        dx = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
-        flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
-        rows = dy[:, None] + torch.arange(h, device=x.device)
-        cols = dx[:, None] + torch.arange(w, device=x.device)
-        cols = torch.where(flip[:, None], cols.flip(1), cols)
-        batch = torch.arange(n, device=x.device)[:, None, None]
-        return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    return TensorLoader(split.images, split.labels, CIFAR10_MEAN, CIFAR10_STD, batch_size=batch_size, shuffle=train,
+                        augment=train, drop_last=train and len(split) >= batch_size, device=device, seed=seed)
