@@ -94,7 +94,7 @@ def test_torchvision_model_round_trip(train_ds, test_ds, make_loader, tmp_path):
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10)
-    box = SafeBox.wrap(model, make_loader(train_ds, n=200, batch_size=50), val_loader=make_loader(test_ds, n=50), epochs=1,
+    box = SafeBox.wrap(model, make_loader(train_ds, n=100, batch_size=50), val_loader=make_loader(test_ds, n=50), epochs=1,
                        max_accuracy_drop=100, device="cpu", progress=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
     assert (box.box_config.model_library, box.box_config.architecture) == ("torchvision", "resnet18")
     assert box.box_config.normalization_source == "user"
@@ -221,6 +221,14 @@ def test_from_pretrained_hub_id(bundle, wrapped, tiny_cls, batch, monkeypatch):
     x, _ = batch
     with torch.no_grad():
         assert torch.equal(loaded(x), wrapped(x))
+
+
+def test_loaded_box_saves_the_same_bundle(bundle, tiny_cls, tmp_path):
+    loaded = SafeBox.from_pretrained(bundle, model=tiny_cls())
+    loaded.save_pretrained(tmp_path / "again")
+    assert {p.name for p in (tmp_path / "again").iterdir()} == BUNDLE_FILES
+    for name in BUNDLE_FILES:
+        assert (tmp_path / "again" / name).read_bytes() == (bundle / name).read_bytes(), name
 
 
 def test_hub_download_failure_is_a_bundle_error(monkeypatch, tiny_cls):
