@@ -225,5 +225,5 @@ def decode_image_folder(root: str | os.PathLike, limit: int | None = None, seed:
         indices = torch.cat(picks).sort().values.tolist()
     else:
         indices = list(range(len(folder)))
-    images = torch.stack([torch.from_numpy(np.asarray(folder.loader(folder.samples[i][0]).convert("RGB"))).permute(2, 0, 1) for i in indices])
+    images = torch.stack([torch.from_numpy(np.array(folder.loader(folder.samples[i][0]).convert("RGB"))).permute(2, 0, 1) for i in indices])
     return images.contiguous(), targets[indices]

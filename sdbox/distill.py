@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import InputError
 from .losses import kd_loss
 from .progress import progress_bar
 
@@ -88,6 +89,8 @@ def distill(
             optimizer.step()
             total += loss.detach()
             steps += 1
-        history.append(total.item() / max(steps, 1))
+        if steps == 0:
+            raise InputError("Expected a loader with at least one batch, but it is empty: check the dataset path and filters.")
+        history.append(total.item() / steps)
     student.eval()
     return DistillResult(history)

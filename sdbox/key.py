@@ -144,7 +144,7 @@ class Key:
             key = cls(tensors["key"], float(metadata["lam"]))
         except (KeyError, ValueError) as e:
             raise KeyFileError(f"{path} has a damaged key header ({e}): restore it from your backup.") from None
-        if metadata.get("fingerprint") not in (None, key.fingerprint):
+        if metadata.get("fingerprint") != key.fingerprint:
             raise KeyFileError(
                 f"{path} fails its integrity check (its bytes do not match its stored fingerprint): "
                 "the file was altered; restore it from your backup."

@@ -103,3 +103,10 @@ def test_distill_validation(train_ds, make_loader, kwargs, message):
     with pytest.raises(ValueError, match=message):
         distill(student, None, make_loader(train_ds, n=10), epochs=1, progress=False, **kwargs)
     assert not changed(before, student)
+
+
+def test_distill_rejects_an_empty_loader(pretrained):
+    from sdbox import InputError
+
+    with pytest.raises(InputError, match="empty"):
+        distill(copy.deepcopy(pretrained), pretrained, [], epochs=1, progress=False)

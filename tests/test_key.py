@@ -177,3 +177,11 @@ def test_load_damaged_header_values(tmp_path):
     save_file({"key": torch.randn(3, 4, 4)}, str(p), metadata={"format": "sdbox-key", "format_version": "99", "lam": "0.5"})
     with pytest.raises(KeyFileError, match="upgrade sdbox"):
         Key.load(p)
+
+
+def test_load_refuses_a_key_whose_fingerprint_was_stripped(tmp_path):
+    """Without its stored fingerprint the integrity check could not run: refuse, don't skip it."""
+    p = tmp_path / "stripped.key"
+    save_file({"key": torch.randn(3, 4, 4)}, str(p), metadata={"format": "sdbox-key", "format_version": "1", "lam": "0.5"})
+    with pytest.raises(KeyFileError, match="integrity"):
+        Key.load(p)

@@ -151,6 +151,37 @@ def test_fidelity_guard_raises_with_the_figures(pretrained, train_ds, make_loade
     assert isinstance(info.value, RuntimeError)
 
 
+def test_fidelity_guard_keeps_the_most_disturbed_qualifying_epoch(pretrained, train_ds, make_loader, monkeypatch):
+    """Scripted figures: epoch 2 is the most disturbed but too inaccurate, so epoch 3 must win,
+    and the model must end with epoch 3's weights, not the last or the first epoch's."""
+    import sdbox.wrap as wrap_module
+
+    script = iter([
+        {"acc": 60.0},                                      # the original, before wrapping
+        {"acc": 60.0, "divergence": 0.1}, {"acc": 60.0},    # epoch 1: clean (+divergence), keyed
+        {"acc": 50.0, "divergence": 0.9}, {"acc": 60.0},    # epoch 2: most disturbed, 10 points lost
+        {"acc": 59.5, "divergence": 0.3}, {"acc": 59.5},    # epoch 3: qualifies, most disturbed
+        {"acc": 60.0, "divergence": 0.2}, {"acc": 60.0},    # epoch 4: qualifies, less disturbed
+    ])
+    snapshots = []
+
+    def scripted_evaluate(model, loader, **kwargs):
+        if kwargs.get("reference") is not None:
+            snapshots.append(copy.deepcopy(model.state_dict()))
+        return next(script)
+
+    monkeypatch.setattr(wrap_module, "evaluate", scripted_evaluate)
+    dl = make_loader(train_ds, n=50, shuffle=True)
+    box = SafeBox.wrap(pretrained, dl, val_loader=dl, epochs=4, max_accuracy_drop=1.0, device="cpu", progress=False, **NORM)
+    result = box.wrap_result
+    assert result.best_epoch == 3
+    assert (result.clean_acc_before, result.clean_acc_after, result.divergence_after) == (60.0, 59.5, 0.3)
+    assert box.box_config.fidelity["best_epoch"] == 3
+    for name, value in box.model.state_dict().items():
+        assert torch.equal(value, snapshots[2][name]), name
+    assert any(not torch.equal(snapshots[2][n], snapshots[3][n]) for n in snapshots[2]), "epochs 3 and 4 must differ for this test to mean anything"
+
+
 def test_wrap_argument_validation(pretrained, train_ds, make_loader):
     dl = make_loader(train_ds, n=50)
     with pytest.raises(ValueError, match="max_accuracy_drop"):
