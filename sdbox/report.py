@@ -202,9 +202,9 @@ def per_seed_table(results: dict[str, Any]) -> str:
 
 
 def search_table(search: list[dict[str, Any]]) -> str:
-    rows = ["| ω | η | wrap lr | wrap epochs | box clean (val) | teacher (val) | scratch | no key | with key | Normal KD | verdict |", "|" + "---|" * 11]
+    rows = ["| ω | η | λ | wrap lr | wrap epochs | box clean (val) | teacher (val) | scratch | no key | with key | Normal KD | verdict |", "|" + "---|" * 12]
     for s in search:
-        rows.append(f"| {s['omega']} | {s['eta']} | {s['wrap_lr']} | {s['wrap_epochs']} | {fmt(s.get('box_clean'))} | {fmt(s.get('teacher'))} | "
+        rows.append(f"| {s['omega']} | {s['eta']} | {s.get('lam', 0.5)} | {s['wrap_lr']} | {s['wrap_epochs']} | {fmt(s.get('box_clean'))} | {fmt(s.get('teacher'))} | "
                     f"{fmt(s.get('scratch'))} | {fmt(s.get('no_key'))} | {fmt(s.get('key'))} | {fmt(s.get('normal'))} | {s.get('verdict', '')} |")
     return "\n".join(rows)
 
@@ -222,7 +222,7 @@ def plot_loss_curves(curves: list[dict[str, float]], path: Path) -> Path:
     fig, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 2.8), squeeze=False)
     for ax, term in zip(axes[0], terms):
         points = [(c["epoch"], -c[term] if term == "dis" else c[term]) for c in curves if term in c]
-        ax.plot(*zip(*points), lw=1.5)
+        ax.plot(*zip(*points), lw=1.5, marker="o" if len(points) < 10 else None, ms=3)
         ax.set_title(titles[term])
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

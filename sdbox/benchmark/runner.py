@@ -270,9 +270,12 @@ class _SeedRun:
             return read_json(path)["acc"]
         T = p.T if T is None else T
         self.log(f"distilling {name} (T={T:g}, {p.student_epochs} epochs)")
-        torch.manual_seed(_subseed(self.seed, name))
+        # Every student of an architecture starts from the same weights and sees the same batches
+        # (common random numbers): differences between rows then measure the teachers, not the
+        # luck of an initialisation, which for short runs is larger than the effects measured.
+        torch.manual_seed(_subseed(self.seed, f"student/{arch}"))
         model = models.create(arch)
-        distill(model, teacher, self.train_loader(name), epochs=p.student_epochs, alpha=p.alpha, T=T,
+        distill(model, teacher, self.train_loader(f"student/{arch}"), epochs=p.student_epochs, alpha=p.alpha, T=T,
                 lr=p.student_lr, device=self.device, progress=self.progress)
         save_weights(model, path.with_suffix(".safetensors"))
         acc = evaluate(model, self.eval_loader, device=self.device)["acc"]
@@ -283,8 +286,11 @@ class _SeedRun:
     @torch.inference_mode()
     def soft_labels(self, teacher: torch.nn.Module, box: torch.nn.Module, key: Key, n: int = 4) -> dict[str, Any]:
         """Paper Fig. 3: soft labels at T = 4 of the original, the closed (x) and the open (x̃) stream."""
-        x, y = next(iter(self.eval_loader))
-        x, y = x[:n], y[:n]
+        # Evenly spaced picks: the split is sorted by class, so these are n different classes.
+        index = torch.arange(n, device=self.device) * (len(self.evaluation) // n)
+        mean, std = (torch.tensor(v, device=self.device).view(1, -1, 1, 1) for v in (CIFAR10_MEAN, CIFAR10_STD))
+        x = (self.evaluation.images[index].float() / 255 - mean) / std
+        y = self.evaluation.labels[index]
         k = key.tensor.to(self.device)
         soft = lambda z: F.softmax(z / self.p.T, dim=1).cpu().tolist()  # noqa: E731
         return {"classes": list(CIFAR10_CLASSES), "labels": y.cpu().tolist(), "T": self.p.T,
