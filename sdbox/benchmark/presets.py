@@ -108,10 +108,10 @@ CPU = Preset(
 )
 
 DEMO = replace(
-    CPU, name="demo", students=("cnn5",), n_train=1000, n_val=300, n_test=1000,
-    teacher_epochs=20, wrap_epochs=3, student_epochs=3,
+    CPU, name="demo", students=("cnn5",), n_train=1500, n_val=300, n_test=1000,
+    teacher_epochs=25, wrap_epochs=3, student_epochs=4,
     methods=("Normal", "SDB"), temperatures=(4.0,), random_keys=0,
-    notes=("One seed, 1,000 train images, 1,000 test images, one student: the story in a few minutes.",),
+    notes=("One seed, 1,500 train images, 1,000 test images, one student: the story in a few minutes.",),
 )
 
 PRESETS = {p.name: p for p in (CPU, PAPER, DEMO)}
