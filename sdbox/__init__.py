@@ -5,6 +5,7 @@ Data flows key → proxy input → losses → wrap → box → bundle → keyed 
 
 from .box import SafeBox
 from .distill import distill, kd_loss
+from .fastpath import FastPath
 from .errors import (
     BundleError,
     FidelityError,
@@ -22,6 +23,6 @@ from .wrap import SDBSettings
 __version__ = "0.1.0"
 
 __all__ = [
-    "SafeBox", "Key", "KeyedTeacher", "SDBSettings", "mix", "kd_loss", "distill",
+    "SafeBox", "Key", "KeyedTeacher", "SDBSettings", "FastPath", "mix", "kd_loss", "distill",
     "SdboxError", "WrongKeyError", "KeyFileError", "BundleError", "FidelityError", "NonFiniteLossError", "InputError",
 ]

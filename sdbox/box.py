@@ -27,7 +27,7 @@ from .data import resolve_normalization
 from .evaluate import evaluate
 from .errors import BundleError, SdboxError, WrongKeyError
 from .key import Key
-from .speed import FastPath
+from .fastpath import FastPath
 from .wrap import SDBSettings, WrapResult, check_classifier, fine_tune, first_batch, saved_key, split_holdout
 
 CONFIG_NAME = "config.json"
@@ -95,7 +95,7 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         ``weights``) say how inputs were normalised, so the key is drawn in the same space;
         without them, timm's ``pretrained_cfg`` or the data's own range are used.
         ``settings`` overrides lam/omega/eta/t_dis and switches terms off for ablations.
-        ``fast`` (a :class:`~sdbox.speed.FastPath`) sets bf16 autocast, channels_last and
+        ``fast`` (a :class:`~sdbox.fastpath.FastPath`) sets bf16 autocast, channels_last and
         torch.compile; by default the first two are on for CUDA and everything is off on CPU.
         """
         settings = settings or SDBSettings(lam=lam, t_dis=t_dis, omega=omega, eta=eta)

@@ -11,68 +11,17 @@ sides of each ratio alike.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import statistics
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
-
-@dataclass(frozen=True)
-class FastPath:
-    """How a wrap runs on an accelerator; ``None`` means "on for CUDA, off elsewhere".
-
-    ``amp``: bf16 autocast of the forward passes (losses are computed in fp32 by autocast's
-    rules). ``channels_last``: NHWC memory format for models and batches, which cuDNN's fastest
-    convolutions want. ``compile``: ``torch.compile`` the trainable model, opt-in because the
-    first steps pay minutes of compilation. On CUDA, resolving also turns on cudnn.benchmark.
-    On CPU all are off by default (fp32, the reference numerics); but ``channels_last=True``
-    measured faster on a shared 2-core CPU for cnn5_wide at batch 128 (plain step −28%, SDB
-    step −38%, 1 thread), so try it there with ``sdbox speed --channels-last``.
-    """
-
-    amp: bool | None = None
-    channels_last: bool | None = None
-    compile: bool = False
-
-    def resolve(self, device: torch.device | str) -> "FastPath":
-        """The options with every ``None`` decided for ``device``."""
-        cuda = torch.device(device).type == "cuda"
-        if cuda:
-            torch.backends.cudnn.benchmark = True
-        return replace(
-            self,
-            amp=cuda if self.amp is None else self.amp,
-            channels_last=cuda if self.channels_last is None else self.channels_last,
-        )
-
-    def prepare(self, model: nn.Module) -> nn.Module:
-        """Put ``model`` in the memory format these options want (in place) and return it."""
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
-        return model
-
-    def compiled(self, model: nn.Module) -> nn.Module:
-        """``model`` compiled in place when asked (``nn.Module.compile`` keeps state_dict keys)."""
-        if self.compile:
-            model.compile()
-        return model
-
-    def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """A batch in the memory format the models were prepared for."""
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def autocast(self, device: torch.device | str) -> contextlib.AbstractContextManager:
-        """bf16 autocast on ``device`` when ``amp`` is on, else a no-op context."""
-        if not self.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+from .fastpath import FastPath
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from .key import Key
 from .losses import augmentation_loss, classification_loss, disturbance_loss, preservation_loss
 from .proxy import mix
 from .progress import progress_bar
-from .speed import FastPath
+from .fastpath import FastPath
 
 
 @dataclass

@@ -3,7 +3,6 @@ loaded, that the key never leaves the owner's machine, and that damaged bundles 
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import warnings

@@ -10,7 +10,8 @@ import torch
 
 from sdbox.benchmark.models import create
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD, TensorImageDataset, TensorLoader
-from sdbox.speed import FastPath, main
+from sdbox.fastpath import FastPath
+from sdbox.speed import main
 from sdbox.wrap import FrozenModels, SDBSettings, sdb_step
 
 

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from sdbox import FidelityError, InputError, Key, NonFiniteLossError, SafeBox, SDBSettings, mix
+from sdbox import FidelityError, InputError, Key, NonFiniteLossError, SafeBox, SDBSettings
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 from sdbox.evaluate import evaluate
 from sdbox.losses import augmentation_loss, classification_loss, disturbance_loss, preservation_loss
