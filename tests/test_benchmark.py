@@ -95,6 +95,8 @@ def test_offline_without_data_says_pass_data(monkeypatch, tmp_path):
 def test_seeds_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="`seeds` ≥ 1"):
         run_benchmark(DATA, TINY, 0, tmp_path)
+    with pytest.raises(ValueError, match="at least one seed"):
+        run_benchmark(DATA, TINY, [], tmp_path)
 
 
 def test_demo_and_benchmark_cli_parse():

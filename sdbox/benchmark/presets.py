@@ -97,7 +97,7 @@ CPU = Preset(
     name="cpu", teacher="resnet8", students=("cnn5", "resnet8"),
     n_train=2500, n_val=500, n_test=2000,
     teacher_epochs=40, teacher_lr=0.05,
-    wrap_epochs=3, wrap_lr=0.01, student_epochs=3,
+    wrap_epochs=5, wrap_lr=0.01, student_epochs=3,
     omega=0.1, eta=1e-3, lam=0.9,
     second_student_methods=("Normal", "SDB"),
     notes=("2,500 class-balanced train images (seeded), a disjoint 500-image validation slice, a fixed class-balanced 2,000-image test subset.",
