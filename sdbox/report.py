@@ -99,8 +99,14 @@ def claims(results: dict[str, Any]) -> list[Claim]:
         complete = set(temps) >= {"1", "4", "8", "16"}
         holds = not above and complete
         why = "" if complete else " (not every T in {1, 4, 8, 16} was run)"
+        normal = _m(_get(mean, "methods", "Normal", "student", cnn, "no_key"))
+        caveat = ""
+        t0 = f"{settings['T']:g}"
+        if normal is not None and normal < scratch and temps.get(t0) is not None:
+            caveat = (f" Caveat: KD from the *original* teacher also falls below scratch ({normal:.2f}%), so being below scratch "
+                      f"shows little here; against that student the box's T={t0} student differs by {temps[t0] - normal:+.2f} points.")
         out.append(Claim("Protection", holds, f"The {cnn} student distilled from the box without the key scores {listing}; "
-                         f"scratch scores {scratch:.2f}%." + (f" At T={', '.join(above)} it is not below scratch." if above else "") + why))
+                         f"scratch scores {scratch:.2f}%." + (f" At T={', '.join(above)} it is not below scratch." if above else "") + why + caveat))
 
     keyed, normal = _m(_get(mean, "methods", "SDB", "student", cnn, "key")), _m(_get(mean, "methods", "Normal", "student", cnn, "no_key"))
     if keyed is None or normal is None:
