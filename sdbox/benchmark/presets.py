@@ -104,6 +104,8 @@ CPU = Preset(
            "Teacher and second student are both resnet8 (like the paper's ResNet-18 → ResNet-18 column); the second student runs Scratch, Normal and SDB only, to fit the CPU budget.",
            "Students train 3 epochs from the same initial weights and batches (per seed): they are far from converged, so compare rows with each other, not with the paper's levels.",
            "λ = 0.9 (the official SDB code's value, not the paper's 0.5): at λ = 0.5 the fidelity guard refused every fine-tune of 2–3 epochs (see the settings search).",
+           "ω = 0.1: the strongest disturbance the guard accepted at λ = 0.9 (ω ≥ 0.5 was refused); candidates with ω ≤ 0.1 were indistinguishable on validation (±2 points).",
+           "Fine-tune 5 epochs: a first attempt with 3 epochs on this (stronger, 57%) teacher had SDB and KE refused by the guard (keyed 56.8% against a floor of 57.6% on validation).",
            "Test accuracy on 2,000 images has a binomial standard error of about ±1.1 points: differences below ~2 points are within noise."),
 )
 
