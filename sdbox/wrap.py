@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from .errors import FidelityError, InputError, NonFiniteLossError
 from .evaluate import evaluate
 from .key import Key
-from .losses import augmentation_loss, classification_loss, disturbance_loss, preservation_loss
+from .losses import augmentation_loss, classification_loss, disturbance_loss, preservation_loss, uniqueness_loss
 from .proxy import mix
 from .progress import progress_bar
 from .fastpath import FastPath
@@ -49,14 +49,15 @@ class SDBSettings:
     key_embedding: bool = field(default=True, metadata={"help": "Train the proxy stream x̃ (L_cls on x̃). Off = plain Nasty Teacher."})
     disturbance: bool = field(default=True, metadata={"help": "Use L_dis on the clean stream. Off = key embedding only (KE)."})
     preservation: bool = field(default=True, metadata={"help": "Use L_kp = L_main + η·L_aug on the proxy stream."})
+    uniqueness: float = field(default=0.0, metadata={"help": "Weight of L_uniq: a decoy key must open nothing more than no key (not in the paper; see losses.uniqueness_loss)."})
 
     def __post_init__(self) -> None:
         if not 0.0 < self.lam < 1.0:
             raise ValueError(f"Expected `lam` in (0, 1), but got {self.lam}.")
         if self.t_dis <= 0:
             raise ValueError(f"Expected `t_dis` > 0, but got {self.t_dis}.")
-        if self.omega < 0 or self.eta < 0:
-            raise ValueError(f"Expected `omega` and `eta` ≥ 0, but got {self.omega} and {self.eta}.")
+        if self.omega < 0 or self.eta < 0 or self.uniqueness < 0:
+            raise ValueError(f"Expected `omega`, `eta` and `uniqueness` ≥ 0, but got {self.omega}, {self.eta} and {self.uniqueness}.")
 
 
 @dataclass
@@ -98,7 +99,7 @@ def sdb_step(
     key: torch.Tensor | None,
     settings: SDBSettings,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One forward of L_all = L_cls + L_dis + L_kp. Returns (clean logits, {term: value}).
+    """One forward of L_all = L_cls + L_dis + L_kp (+ L_uniq). Returns (clean logits, {term: value}).
 
     ``losses["total"]`` is what to backpropagate; the other entries are for logging (kept on
     device: reading them every step would stall the accelerator).
@@ -132,9 +133,25 @@ def sdb_step(
         losses["kp_main"] = preservation_loss(z_proxy, z_teacher.float().clone(), s.t_dis)
         if need_teacher_proxy:
             losses["kp_aug"] = augmentation_loss(z_proxy, z_teacher_proxy.float().clone(), z_random_proxy.float().clone())
-    total = losses["cls"] + losses.get("dis", 0.0) + losses.get("kp_main", 0.0) + s.eta * losses.get("kp_aug", 0.0)
+    if need_proxy and s.uniqueness > 0:
+        z_decoy = model(mix(x, decoy_key(key), s.lam)).float()
+        losses["uniq"] = uniqueness_loss(z_decoy, z, s.t_dis)
+    total = (losses["cls"] + losses.get("dis", 0.0) + losses.get("kp_main", 0.0)
+             + s.eta * losses.get("kp_aug", 0.0) + s.uniqueness * losses.get("uniq", 0.0))
     losses["total"] = total
     return z, losses
+
+
+def decoy_key(key: torch.Tensor) -> torch.Tensor:
+    """A wrong key with the real key's statistics: its values shuffled within each channel.
+
+    Fresh every step, so the box learns to reject the *family* of keys an attacker would draw,
+    not one decoy; same per-channel distribution, so it cannot be told apart by its histogram.
+    """
+    c = key.shape[0]
+    flat = key.reshape(c, -1)
+    order = torch.argsort(torch.rand(flat.shape, device=key.device), dim=1)
+    return flat.gather(1, order).view_as(key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,6 +162,7 @@ _NONFINITE_FIXES = {
     "dis": "lower `omega` (the disturbance term pushes soft labels apart without bound)",
     "kp_aug": "lower `eta` or set it to 0 (L_aug is unbounded below)",
     "kp_main": "lower `lr`",
+    "uniq": "lower `uniqueness` or `lr`",
     "cls": "lower `lr`, and check the inputs for NaN/inf values",
     "total": "lower `lr`",
 }

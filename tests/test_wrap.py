@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from sdbox import FidelityError, InputError, Key, NonFiniteLossError, SafeBox, SDBSettings
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 from sdbox.evaluate import evaluate
-from sdbox.losses import augmentation_loss, classification_loss, disturbance_loss, preservation_loss
-from sdbox.wrap import FrozenModels, sdb_step
+from sdbox.losses import augmentation_loss, classification_loss, disturbance_loss, kd_loss, preservation_loss, uniqueness_loss
+from sdbox.wrap import FrozenModels, decoy_key, sdb_step
 
 NORM = dict(mean=CIFAR10_MEAN, std=CIFAR10_STD)
 ALL_TERMS = {"cls", "dis", "kp_main", "kp_aug", "total"}
@@ -314,3 +314,44 @@ def test_float_labels_and_bad_images(pretrained, train_ds):
         empty = DataLoader(TensorDataset(x[:0], torch.arange(0)), batch_size=4)
         SafeBox.wrap(pretrained, DataLoader(TensorDataset(x, torch.arange(8)), batch_size=4), val_loader=empty,
                      device="cpu", progress=False, **NORM)
+
+
+# --------------------------------------------------------------------------------- uniqueness
+def test_decoy_key_is_a_per_channel_shuffle_of_the_key(key):
+    decoy = decoy_key(key.tensor)
+    assert decoy.shape == key.tensor.shape
+    for c in range(key.tensor.shape[0]):  # same values in each channel, so the same statistics
+        torch.testing.assert_close(decoy[c].flatten().sort().values, key.tensor[c].flatten().sort().values)
+    assert (decoy != key.tensor).float().mean() > 0.9  # but not the key
+    assert not torch.equal(decoy_key(key.tensor), decoy)  # and fresh every call
+
+
+def test_uniqueness_term_pulls_the_decoy_stream_onto_the_clean_stream(pretrained, batch, key):
+    x, y = batch
+    frozen = FrozenModels.from_model(pretrained, with_random=True, seed=0)
+    model = copy.deepcopy(pretrained).train()
+    settings = SDBSettings(omega=0.3, eta=0.05, uniqueness=2.0)
+    torch.manual_seed(7)
+    z, losses = sdb_step(model, frozen, x, y, key.tensor, settings)
+    assert set(losses) == ALL_TERMS | {"uniq"}
+    others = losses["cls"] + losses["dis"] + losses["kp_main"] + 0.05 * losses["kp_aug"]
+    torch.testing.assert_close(losses["total"], others + 2.0 * losses["uniq"])
+    torch.manual_seed(7)  # the same decoy again: recompute the term by hand
+    reference = copy.deepcopy(pretrained).train()
+    with torch.no_grad():
+        z_ref = reference(x)
+        reference(0.5 * x + 0.5 * key.tensor)  # the proxy stream moves BatchNorm stats first, as in the step
+        decoy = decoy_key(key.tensor)
+        z_decoy = reference(0.5 * x + 0.5 * decoy)
+    torch.testing.assert_close(losses["uniq"].detach(), kd_loss(z_decoy, z_ref, 4.0), rtol=1e-4, atol=1e-5)
+    # no gradient reaches the clean stream through L_uniq: it is pulled on, never pulled
+    zc = torch.randn(4, 10, requires_grad=True)
+    zd = torch.randn(4, 10, requires_grad=True)
+    uniqueness_loss(zd, zc).backward()
+    assert zc.grad is None and zd.grad.abs().sum() > 0
+
+
+def test_uniqueness_off_by_default_and_validated():
+    assert SDBSettings().uniqueness == 0.0
+    with pytest.raises(ValueError, match="uniqueness"):
+        SDBSettings(uniqueness=-1.0)
