@@ -322,8 +322,9 @@ def fine_tune(
             f"No epoch kept accuracy within {max_accuracy_drop} points of the original "
             f"({state.clean_acc_before:.2f}%): the closest was epoch {best['epoch']} with clean "
             f"{best['clean_acc']:.2f}% and keyed {best['keyed_acc']:.2f}%. Lower `omega` "
-            f"(now {settings.omega}) or `lr` (now {lr}), train more `epochs`, or allow a larger "
-            "`max_accuracy_drop`. Your model was left at its last epoch: reload the original weights before retrying."
+            f"(now {settings.omega}) or `lr` (now {lr}), train more `epochs`, raise `lam` (now {settings.lam}; "
+            "0.9 lets the keyed stream learn faster, at the cost of a key that random keys imitate more easily), "
+            "or allow a larger `max_accuracy_drop`. Your model was left at its last epoch: reload the original weights before retrying."
         )
     model.load_state_dict(state.best_weights)
     chosen = state.epochs[state.best_epoch - 1]
