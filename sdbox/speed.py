@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"Expected `threads` ≥ 1, but got {args.threads}.")
         torch.set_num_threads(args.threads)
-    fast = FastPath(channels_last=True if args.channels_last else None, compile=args.compile)
+    fast = FastPath(channels_last=False if args.no_channels_last else None, compile=args.compile)
     results = []
     for name in args.model:
         batch = args.batch_size or (_CPU_BATCH.get(name, 128) if device.type == "cpu" else 256)
@@ -189,7 +189,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reps", type=int, default=None, help="timed repetitions after one warm-up; medians are reported (default 7, 5 for resnet18_cifar on CPU)")
     p.add_argument("--kd-batches", type=int, default=8, help="batches in the timed KD epoch")
     p.add_argument("--threads", type=int, default=None, help="CPU threads; 1 gives steadier ratios on a machine shared with other jobs")
-    p.add_argument("--channels-last", action="store_true", help="NHWC on CPU too (it is the default on CUDA)")
+    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW (channels_last is the default everywhere)")
     p.add_argument("--compile", action="store_true", help="torch.compile the trained models (slow first steps)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON here")
     p.set_defaults(run=run)

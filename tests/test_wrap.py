@@ -355,3 +355,39 @@ def test_uniqueness_off_by_default_and_validated():
     assert SDBSettings().uniqueness == 0.0
     with pytest.raises(ValueError, match="uniqueness"):
         SDBSettings(uniqueness=-1.0)
+
+
+# ------------------------------------------------------------------ folded frozen forwards
+def test_frozen_run_folds_batchnorm_and_matches_the_exact_model(pretrained, batch):
+    x, _ = batch
+    frozen = FrozenModels.from_model(pretrained, with_random=True, seed=0)
+    with torch.inference_mode():
+        for which in ("original", "random"):
+            exact = getattr(frozen, which)(x)
+            torch.testing.assert_close(frozen.run(which, x), exact, rtol=1e-5, atol=1e-5)
+            folded = frozen.folded[which]
+            assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+            assert not folded.training and not any(p.requires_grad for p in folded.parameters())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in frozen.original.modules())  # the exact copy is untouched
+
+
+class Untraceable(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it, so no folding."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 10)
+
+    def forward(self, x):
+        h = self.bn(self.conv(x))
+        if h.sum() > 0:
+            h = h * 2
+        return self.fc(h.mean((2, 3)))
+
+
+def test_frozen_run_falls_back_to_the_exact_model_when_untraceable(batch):
+    x, _ = batch
+    frozen = FrozenModels.from_model(Untraceable(), with_random=False)
+    with torch.inference_mode():
+        torch.testing.assert_close(frozen.run("original", x), frozen.original(x))
+    assert frozen.folded["original"] is frozen.original
