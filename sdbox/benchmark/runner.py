@@ -12,7 +12,6 @@ import copy
 import os
 import platform
 import statistics
-import sys
 import time
 import zlib
 from dataclasses import asdict
