@@ -153,14 +153,15 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         from .report import fidelity_markdown  # report renders; the box only measures
 
         device = self.device
-        result = {"clean_acc": evaluate(self, loader, device=device)["acc"]}
+        clean = evaluate(self, loader, device=device)
+        result = {"clean_acc": clean["acc"]}
         if key is not None:
             if key.fingerprint != self.box_config.key_fingerprint:
                 raise WrongKeyError("This key does not open this box: pass the key file saved when the box was wrapped.")
             result["keyed_acc"] = evaluate(self, loader, key=key.tensor, lam=key.lam, device=device)["acc"]
         if original is not None:
             result["original_acc"] = evaluate(original.to(device), loader, device=device)["acc"]
-        result["images"] = sum(len(y) for _, y in loader)
+        result["images"] = clean["images"]
         self.box_config.report = {**(self.box_config.report or {}), "evaluation": result}
         self.report_markdown = fidelity_markdown(result)
         return result

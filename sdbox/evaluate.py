@@ -22,7 +22,7 @@ def evaluate(
     t_dis: float = 4.0,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Top-1 accuracy of ``model`` on ``loader`` (on x̃ when a key tensor is given).
+    """Top-1 accuracy of ``model`` on ``loader`` (on x̃ when a key tensor is given), and the image count.
 
     With ``reference`` (the original model), also the mean ``L_kd`` at ``t_dis`` between the
     reference's and the model's clean soft labels: how far the box has moved its soft labels
@@ -46,7 +46,7 @@ def evaluate(
     model.train(was_training)
     if seen == 0:
         raise ValueError("Expected a non-empty evaluation loader, but it yielded no batches.")
-    result = {"acc": 100.0 * correct.item() / seen}
+    result = {"acc": 100.0 * correct.item() / seen, "images": seen}
     if reference is not None:
         result["divergence"] = divergence.item() / seen
     return result

@@ -106,9 +106,13 @@ def _fold_batchnorm(model: nn.Module) -> nn.Module:
         folded = fuse(model)
     except Exception:  # any tracing failure: keep the exact, unfolded model
         return model
-    if any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters()):
+    if _is_channels_last(model):
         folded.to(memory_format=torch.channels_last)
     return _freeze(folded)
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    return any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters())
 
 
 def _freeze(model: nn.Module) -> nn.Module:
@@ -290,6 +294,7 @@ def fine_tune(
     if lr <= 0:
         raise ValueError(f"Expected `lr` > 0, but got {lr}.")
     fast = (fast or FastPath()).resolve(device)
+    came_channels_last = _is_channels_last(model)
     fast.prepare(model.to(device))
     frozen = FrozenModels.from_model(model, with_random=settings.preservation and settings.eta > 0)
     fast.compiled(model)  # after the frozen copies: they run under inference_mode, uncompiled
@@ -354,6 +359,8 @@ def fine_tune(
             "or allow a larger `max_accuracy_drop`. Your model was left at its last epoch: reload the original weights before retrying."
         )
     model.load_state_dict(state.best_weights)
+    if fast.channels_last and not came_channels_last:  # hand the model back in the layout it came in
+        model.to(memory_format=torch.contiguous_format)
     chosen = state.epochs[state.best_epoch - 1]
     return WrapResult(
         clean_acc_before=state.clean_acc_before,
