@@ -210,20 +210,36 @@ class TensorLoader:
         return padded[batch, :, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2).contiguous()
 
 
+def balanced_picks(targets: torch.Tensor, counts: Sequence[int | None], seed: int) -> list[torch.Tensor]:
+    """Disjoint, class-balanced, seeded index sets: ``counts[i]`` images in all (None: the rest).
+
+    The same seed gives the same sets whatever the run, so every method and seed of a benchmark
+    sees one fixed train / validation / test split.
+    """
+    g = torch.Generator().manual_seed(seed)
+    classes = targets.unique()
+    per_class = [torch.nonzero(targets == c).flatten() for c in classes]
+    per_class = [idx[torch.randperm(len(idx), generator=g)] for idx in per_class]
+    picks, start = [], 0
+    for count in counts:
+        n = None if count is None else count // len(classes)
+        picks.append(torch.cat([idx[start:] if n is None else idx[start : start + n] for idx in per_class]).sort().values)
+        start = start + (n or 0)
+    return picks
+
+
+def decode_images(folder, indices: torch.Tensor) -> torch.Tensor:
+    """The images ``indices`` of an ImageFolder, decoded into one uint8 tensor (N, C, H, W)."""
+    import numpy as np
+
+    rows = [np.array(folder.loader(folder.samples[i][0]).convert("RGB")) for i in indices.tolist()]
+    return torch.from_numpy(np.stack(rows)).permute(0, 3, 1, 2).contiguous()
+
+
 def decode_image_folder(root: str | os.PathLike, limit: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode an ImageFolder tree (or a seeded, class-balanced subset of ``limit`` images)
     into a uint8 tensor (N, C, H, W) and int64 labels."""
-    import numpy as np
-
     folder = image_folder(root)
     targets = torch.tensor(folder.targets)
-    if limit is not None and limit < len(folder):
-        g = torch.Generator().manual_seed(seed)
-        classes = targets.unique()
-        per_class = limit // len(classes)
-        picks = [torch.nonzero(targets == c).flatten()[torch.randperm(int((targets == c).sum()), generator=g)[:per_class]] for c in classes]
-        indices = torch.cat(picks).sort().values.tolist()
-    else:
-        indices = list(range(len(folder)))
-    images = torch.stack([torch.from_numpy(np.array(folder.loader(folder.samples[i][0]).convert("RGB"))).permute(2, 0, 1) for i in indices])
-    return images.contiguous(), targets[indices]
+    indices = balanced_picks(targets, [limit], seed)[0] if limit is not None and limit < len(folder) else torch.arange(len(folder))
+    return decode_images(folder, indices), targets[indices]

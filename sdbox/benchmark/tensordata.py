@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 import torch
 
-from ..data import CIFAR10_MEAN, CIFAR10_STD, TensorLoader, cifar10, image_folder
+from ..data import CIFAR10_MEAN, CIFAR10_STD, TensorLoader, balanced_picks, cifar10, decode_images, image_folder
 
 
 @dataclass
@@ -27,24 +25,6 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-
-def balanced_picks(targets: torch.Tensor, counts: Sequence[int | None], seed: int) -> list[torch.Tensor]:
-    """Disjoint, class-balanced, seeded index sets: ``counts[i]`` images in all (None: the rest).
-
-    The same seed gives the same sets whatever the run, so every method and seed of a benchmark
-    sees one fixed train / validation / test split.
-    """
-    g = torch.Generator().manual_seed(seed)
-    classes = targets.unique()
-    per_class = [torch.nonzero(targets == c).flatten() for c in classes]
-    per_class = [idx[torch.randperm(len(idx), generator=g)] for idx in per_class]
-    picks, start = [], 0
-    for count in counts:
-        n = None if count is None else count // len(classes)
-        picks.append(torch.cat([idx[start:] if n is None else idx[start : start + n] for idx in per_class]).sort().values)
-        start = start + (n or 0)
-    return picks
 
 
 def load_cifar10(
@@ -69,12 +49,7 @@ def _pool(data: str | os.PathLike | None, train: bool):
         array = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2)
         return (lambda idx: array[idx].contiguous()), torch.tensor(ds.targets)
     folder = image_folder(Path(data) / ("train" if train else "test"))
-
-    def decode(idx: torch.Tensor) -> torch.Tensor:
-        rows = [np.array(folder.loader(folder.samples[i][0]).convert("RGB")) for i in idx.tolist()]
-        return torch.from_numpy(np.stack(rows)).permute(0, 3, 1, 2).contiguous()
-
-    return decode, torch.tensor(folder.targets)
+    return (lambda idx: decode_images(folder, idx)), torch.tensor(folder.targets)
 
 
 def _take(pool, idx: torch.Tensor) -> Split:
