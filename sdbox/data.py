@@ -92,6 +92,12 @@ def image_folder(root: str | os.PathLike, transform=None) -> Dataset:
     return ImageFolder(str(root), transform=transform)
 
 
+def cache_dir() -> Path:
+    """Where sdbox keeps what it makes once per machine (downloads, benchmark teachers):
+    ``$SDBOX_CACHE``, else ``~/.cache/sdbox``."""
+    return Path(os.environ.get("SDBOX_CACHE") or Path.home() / ".cache" / "sdbox")
+
+
 def cifar10(root: str | os.PathLike | None, train: bool, transform=None, download: bool = True) -> Dataset:
     """CIFAR-10 from an ImageFolder tree (``root/train``, ``root/test``) or, with ``root=None``,
     ``torchvision.datasets.CIFAR10`` (downloaded into ``~/.cache/sdbox``).
@@ -102,9 +108,8 @@ def cifar10(root: str | os.PathLike | None, train: bool, transform=None, downloa
         return image_folder(Path(root) / ("train" if train else "test"), transform)
     from torchvision.datasets import CIFAR10
 
-    cache = Path(os.environ.get("SDBOX_CACHE", Path.home() / ".cache" / "sdbox"))
     try:
-        return CIFAR10(str(cache / "cifar10"), train=train, transform=transform, download=download)
+        return CIFAR10(str(cache_dir() / "cifar10"), train=train, transform=transform, download=download)
     except (OSError, RuntimeError) as e:  # URLError is an OSError; torchvision raises RuntimeError when absent
         raise InputError(
             f"Could not download CIFAR-10 ({e}). Offline? Pass `--data DIR` (an ImageFolder root "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
@@ -21,12 +21,15 @@ def evaluate(
     reference: nn.Module | None = None,
     t_dis: float = 4.0,
     device: torch.device | str = "cpu",
-) -> dict[str, float]:
+    per_image: bool = False,
+) -> dict[str, Any]:
     """Top-1 accuracy of ``model`` on ``loader`` (on x̃ when a key tensor is given), and the image count.
 
     With ``reference`` (the original model), also the mean ``L_kd`` at ``t_dis`` between the
     reference's and the model's clean soft labels: how far the box has moved its soft labels
     away from what a student would otherwise learn — wrap's measure of protection.
+    ``per_image=True`` adds ``correct``, a "0"/"1" string in loader order: two models scored on
+    the same images can then be compared image by image (a paired difference).
     """
     was_training = model.training
     model.eval()
@@ -34,12 +37,15 @@ def evaluate(
         key = key.to(device)
     correct = torch.zeros((), device=device)
     divergence = torch.zeros((), device=device)
-    seen = 0
+    seen, hits = 0, []
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         inputs = mix(x, key, lam) if key is not None else x
         logits = model(inputs)
-        correct += (logits.argmax(1) == y).sum()
+        right = logits.argmax(1) == y
+        correct += right.sum()
+        if per_image:
+            hits.append(right)
         if reference is not None:
             divergence += kd_loss(logits, reference(x), t_dis) * len(y)
         seen += len(y)
@@ -49,4 +55,6 @@ def evaluate(
     result = {"acc": 100.0 * correct.item() / seen, "images": seen}
     if reference is not None:
         result["divergence"] = divergence.item() / seen
+    if per_image:
+        result["correct"] = "".join("1" if h else "0" for h in torch.cat(hits).tolist())
     return result
