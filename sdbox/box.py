@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from . import architecture
-from .card import model_card
+from .card import fidelity_markdown, model_card
 from .config import BoxConfig
 from .data import resolve_normalization
 from .evaluate import evaluate
@@ -150,7 +150,6 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         The figures go into ``box_config.report`` and the model card, so ``save_pretrained``
         publishes what was measured rather than what was promised.
         """
-        from .report import fidelity_markdown  # report renders; the box only measures
 
         device = self.device
         clean = evaluate(self, loader, device=device)

@@ -54,3 +54,11 @@ repository.
   original model's dark knowledge, by design.
 - The key is one image added to every input: whoever holds it can share it.
 """
+
+
+def fidelity_markdown(figures: dict[str, float]) -> str:
+    """The model-card paragraph :meth:`SafeBox.evaluate` writes."""
+    rows = ["| | top-1 (%) |", "|---|---|"]
+    names = {"original_acc": "original model, clean input", "clean_acc": "this box, clean input", "keyed_acc": "this box, keyed input"}
+    rows += [f"| {label} | {figures[k]:.2f} |" for k, label in names.items() if k in figures]
+    return f"Measured by `SafeBox.evaluate` on {figures['images']} held-out images:\n\n" + "\n".join(rows)

@@ -1,20 +1,23 @@
-"""run_benchmark: the SDB paper's CIFAR-10 experiments (Tables 3, 5, 6) on one fixed split.
+"""run_benchmark: the SDB paper's CIFAR-10 experiments (Tables 3, 5, 6) in a data-limited regime.
 
-Per seed: train the teacher, wrap it once per method (Table 3's rows), distil every student
-without and with the key, then attack the SDB box with other temperatures (Table 5) and with
-freshly drawn keys (Table 6). Every model and figure is saved under ``out`` as it is made, and a
-rerun skips whatever is already there, so an interrupted run resumes where it stopped.
+The teacher learns from the whole training set (once per machine: see :mod:`.teachers`); the owner
+wraps it once per method; then, per seed, every distiller holds the same small slice of the
+training set and trains a student from scratch, from the original teacher, from each box without
+and with the key, at other temperatures (Table 5) and through freshly drawn keys (Table 6). All
+students of a seed share initial weights and batch order, so rows are compared seed by seed.
+Every model and figure is saved under ``out`` as it is made; a rerun skips what is there.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import platform
 import statistics
 import time
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,21 +26,22 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..box import SafeBox
-from ..data import CIFAR10_MEAN, CIFAR10_STD
+from ..data import CIFAR10_MEAN, CIFAR10_STD, balanced_picks
 from ..distill import distill
-from ..errors import FidelityError
+from ..errors import FidelityError, InputError
 from ..evaluate import evaluate
 from ..key import Key
 from ..proxy import mix
 from ..teacher import KeyedTeacher
 from . import models
+from .compare import compare
 from .presets import Preset, get_preset, method_settings
-from .store import cached_json, load_weights, read_json, save_dir_atomically, save_weights, write_json
+from .store import cached_json, read_json, save_dir_atomically, save_weights, write_json
 from .tensordata import Split, batches, load_cifar10
-from .train import train_classifier
+from .teachers import Teacher, obtain_teacher
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-KEYED = ("KE", "Nasty+KE", "SDB")  # methods trained with a key stream
+WRAP_SEED = 0  # each box is wrapped once; seeds vary the students
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -50,12 +54,38 @@ def log(message: str) -> None:
     print(f"[sdbox {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+@dataclass
+class BenchmarkData:
+    """The fixed split: the teacher's images, the owner's wrap slice and the distiller's slice (both
+    drawn from the teacher's), the validation slice (guard, settings) and the evaluation images."""
+
+    teacher: Split
+    wrap: Split
+    distill: Split
+    val: Split
+    evaluation: Split
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in ("teacher", "wrap", "distill", "val", "evaluation")}
+
+
+def load_data(data: str | os.PathLike | None, p: Preset, device: torch.device) -> BenchmarkData:
+    """Decode the preset's split once; the slices are class-balanced and the same for every run."""
+    pool, val, test = load_cifar10(data, p.n_teacher, p.n_val, p.n_test)
+    wrap_idx = balanced_picks(pool.labels, [p.n_wrap], seed=1)[0] if p.n_wrap is not None and p.n_wrap < len(pool) else None
+    distill_idx = balanced_picks(pool.labels, [p.n_distill], seed=2)[0] if p.n_distill is not None and p.n_distill < len(pool) else None
+    take = lambda s, idx: s if idx is None else Split(s.images[idx], s.labels[idx])  # noqa: E731
+    splits = [pool, take(pool, wrap_idx), take(pool, distill_idx), val, test if p.eval_split == "test" else val]
+    return BenchmarkData(*(Split(s.images.to(device), s.labels.to(device)) for s in splits))
+
+
 def run_benchmark(
     data: str | os.PathLike | None = None,
     preset: str | Preset = "cpu",
-    seeds: int | Sequence[int] = 2,
+    seeds: int | Sequence[int] = 3,
     out: str | os.PathLike = "runs/benchmark",
     *,
+    teacher: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
     threads: int | None = None,
     progress: bool = True,
@@ -63,10 +93,10 @@ def run_benchmark(
     """Run (or resume) a benchmark; write ``out/results.json``, ``out/report.md`` and the figures.
 
     ``data`` is a CIFAR-10 ImageFolder root (``train/``, ``test/``); None downloads it with
-    torchvision. ``seeds``: how many (0 … N−1), or which seeds; processes that run different seeds
-    into the same ``out`` can share a machine, and a last call over all seeds combines them.
-    ``threads`` sets torch's CPU threads: on a CPU shared with other jobs, 1 thread
-    ran 3× faster than 2 in our measurements. Returns the results dict that ``results.json`` holds.
+    torchvision. ``seeds``: how many (0 … N−1), or which. ``teacher``: a safetensors file (or a
+    folder holding ``model.safetensors``) of the preset's teacher architecture to use instead of
+    the cached or freshly trained one. ``threads`` sets torch's CPU threads. Returns the results
+    dict that ``results.json`` holds.
     """
     if isinstance(seeds, int):
         if seeds < 1:
@@ -83,35 +113,50 @@ def run_benchmark(
     out = Path(out)
     start, load_start = time.time(), os.getloadavg()
     log(f"preset {p.name}: loading CIFAR-10 from {data or 'torchvision (download)'}")
-    splits = [_to(s, device) for s in load_cifar10(data, p.n_train, p.n_val, p.n_test)]
-    train, val, test = splits
-    evaluation = test if p.eval_split == "test" else val
-    log(f"{len(train)} train / {len(val)} validation / {len(evaluation)} {p.eval_split} images on {device}")
-    per_seed = {}
-    for seed in seeds:
-        run = _SeedRun(p, seed, out / f"seed{seed}", train, val, evaluation, device, progress)
-        per_seed[str(seed)] = cached_json(out / f"seed{seed}" / "results.json", run.run)
+    splits = load_data(data, p, device)
+    log("images: " + ", ".join(f"{n} {k}" for k, n in splits.sizes().items()) + f" on {device}")
+    t = obtain_teacher(p, splits.teacher, device, path=teacher, progress=progress, log=log)
+    run = _Run(p, out, splits, device, progress)
+    teacher_entry = run.teacher(t)
+    boxes = {m: run.box(m, t.model) for m in p.methods}
+    per_seed = {str(seed): cached_json(out / f"seed{seed}" / "results.json", lambda: run.seed(seed, t.model, boxes)) for seed in seeds}
+    correct = {str(seed): run.per_image(seed) for seed in seeds}
+    sdb = boxes.get("SDB")
+    if sdb is not None and sdb[0] is not None:
+        cached_json(out / "soft_labels.json", lambda: run.soft_labels(t.model, sdb[0]))
     results = {
         "preset": p.name,
+        "regime": regime(p, splits),
         "settings": p.to_dict(),
         "sdb_settings": asdict(p.sdb_settings()),
-        "data": {"source": str(data) if data is not None else "torchvision", "train": len(train), "val": len(val),
-                 "eval": len(evaluation), "eval_split": p.eval_split},
+        "data": {"source": str(data) if data is not None else "torchvision", **splits.sizes(), "eval_split": p.eval_split},
         "versions": {"torch": torch.__version__, "sdbox": __version__, "python": platform.python_version()},
         "device": _describe(device),
+        "teacher": teacher_entry,
+        "boxes": {m: entry for m, (_, entry) in boxes.items()},
         "seeds": per_seed,
         "mean": aggregate(list(per_seed.values())),
         "wall_time_s": round(time.time() - start, 1),
-        "seed_wall_time_s": {s: r.get("wall_time_s") for s, r in per_seed.items()},
         "load_average": {"start": load_start, "end": os.getloadavg()},
     }
+    results["comparisons"] = [c.to_dict() for c in compare(results, {**correct, "owner": run.owner_correct})]
     write_json(out / "results.json", results)
-    from ..report import write_report, publish_box
+    from .report import publish_box, write_report
 
     report_path = write_report(results, out)
     publish_box(results, out, models.create(p.teacher))
     log(f"done in {results['wall_time_s']:.0f} s: {report_path}")
     return results
+
+
+def regime(p: Preset, splits: BenchmarkData) -> str:
+    """One sentence a reader needs before any table: who saw how many images."""
+    if len(splits.distill) >= len(splits.teacher):
+        return (f"Full-data regime: the teacher and every distiller learn from the same {len(splits.teacher):,} images "
+                "(the paper's setting).")
+    return (f"Data-limited regime: the teacher learnt from {len(splits.teacher):,} images; every distiller (scratch, KD, "
+            f"attacks) holds the same {len(splits.distill):,} of them, so KD from a good teacher beats training alone and "
+            "a box protects only if KD from it does not.")
 
 
 def aggregate(runs: list[Any]) -> Any:
@@ -128,10 +173,6 @@ def aggregate(runs: list[Any]) -> Any:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
 
 
-def _to(split: Split, device: torch.device) -> Split:
-    return Split(split.images.to(device), split.labels.to(device))
-
-
 def _describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
@@ -143,163 +184,181 @@ def _subseed(seed: int, name: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(name.encode())) % 2**31
 
 
-class _SeedRun:
-    """One seed's experiments; each step reads its saved output if it exists."""
+def _weights_sha256(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
-    def __init__(self, p: Preset, seed: int, out: Path, train: Split, val: Split, evaluation: Split, device, progress: bool):
-        self.p, self.seed, self.out, self.device, self.progress = p, seed, out, device, progress
-        self.train, self.val_loader = train, batches(val, 256, device=device)
-        self.eval_loader = batches(evaluation, 256, device=device)
-        self.evaluation = evaluation
 
-    def log(self, message: str) -> None:
-        log(f"seed {self.seed}: {message}")
+class _Run:
+    """The steps of one benchmark folder; each reads its saved output when it exists."""
 
-    def train_loader(self, name: str):
-        return batches(self.train, self.p.batch_size, train=True, device=self.device, seed=_subseed(self.seed, name))
+    def __init__(self, p: Preset, out: Path, splits: BenchmarkData, device: torch.device, progress: bool):
+        self.p, self.out, self.splits, self.device, self.progress = p, out, splits, device, progress
+        self.val_loader = batches(splits.val, 256, device=device)
+        self.eval_loader = batches(splits.evaluation, 256, device=device)
+        self._key: Key | None = None
+        self.owner_correct: dict[str, str] = {}  # per-image records of the teacher and the SDB box
 
-    def run(self) -> dict[str, Any]:
-        p, start = self.p, time.time()
-        teacher, teacher_acc = self.teacher()
-        key = self.key("key")
-        result: dict[str, Any] = {"teacher": {"clean_acc": teacher_acc}, "methods": {}, "scratch": {},
-                                  "temperature_attack": {}, "random_key_attack": []}
-        boxes: dict[str, torch.nn.Module | None] = {}
-        for m in p.methods:
-            boxes[m], entry = self.teacher_of(m, teacher, key)
-            result["methods"][m] = entry
-        for student in p.students:
-            result["scratch"][student] = self.student(f"{student}/scratch", student, None)
-            for m in p.student_methods(student):
-                if boxes[m] is None:
-                    continue
-                result["methods"][m]["student"][student] = {
-                    "no_key": self.student(f"{student}/{m}_no_key", student, boxes[m]),
-                    "key": self.student(f"{student}/{m}_key", student, self.keyed(m, boxes[m], key)),
-                }
-        sdb, cnn = boxes.get("SDB"), p.students[0]
-        if sdb is not None:
-            for T in p.temperatures:
-                name = f"{cnn}/SDB_no_key" if T == p.T else f"{cnn}/SDB_no_key_T{T:g}"
-                result["temperature_attack"][f"{T:g}"] = self.student(name, cnn, sdb, T=T)
-            for i in range(p.random_keys):
-                other = self.key(f"random_key_{i}")
-                result["random_key_attack"].append(self.student(f"{cnn}/SDB_random_key_{i}", cnn, through_key(sdb, other)))
-            cached_json(self.out / "soft_labels.json", lambda: self.soft_labels(teacher, sdb, key))
-        result["wall_time_s"] = round(time.time() - start, 1)
-        return result
+    def score(self, model: Callable, key: Key | None = None) -> dict[str, Any]:
+        """Accuracy on the evaluation images, with the per-image record paired comparisons need."""
+        args = {"key": key.tensor, "lam": key.lam} if key is not None else {}
+        r = evaluate(model, self.eval_loader, device=self.device, per_image=True, **args)
+        return {"acc": r["acc"], "correct": r["correct"]}
 
-    # ------------------------------------------------------------------------------ steps
-    def teacher(self) -> tuple[torch.nn.Module, float]:
-        p, path = self.p, self.out / "teacher.safetensors"
-        model = models.create(p.teacher)
-        if path.exists():
-            load_weights(model, path, str(self.device))
-        else:
-            self.log(f"training the {p.teacher} teacher ({p.teacher_epochs} epochs)")
-            torch.manual_seed(_subseed(self.seed, "teacher"))
-            model = models.create(p.teacher)
-            train_classifier(model, self.train_loader("teacher"), epochs=p.teacher_epochs, lr=p.teacher_lr,
-                             milestones=p.teacher_milestones, device=self.device, progress=self.progress)
-            save_weights(model, path)
-        model.to(self.device).eval()
-        acc = cached_json(self.out / "teacher.json", lambda: {"clean_acc": evaluate(model, self.eval_loader, device=self.device)["acc"]})
-        self.log(f"teacher clean accuracy {acc['clean_acc']:.2f}%")
-        return model, acc["clean_acc"]
+    # ------------------------------------------------------------------------------ owner side
+    def teacher(self, t: Teacher) -> dict[str, Any]:
+        """The teacher's accuracy, tied to its weights: results of another teacher are refused."""
+        sha = _weights_sha256(t.model)
+        path = self.out / "teacher.json"
+        if path.exists() and read_json(path)["weights_sha256"] != sha:
+            raise InputError(f"{self.out} holds results made with another teacher: pass a new `out` folder "
+                             "(or delete this one) to benchmark this teacher.")
+        entry = cached_json(path, lambda: {"weights_sha256": sha, **self.score(t.model)})
+        self.owner_correct["teacher"] = entry["correct"]
+        log(f"teacher {self.p.teacher} ({t.source}): {entry['acc']:.2f}% on {len(self.splits.evaluation)} {self.p.eval_split} images")
+        return {"acc": entry["acc"], "source": t.source, "path": str(t.path), "train_s": t.train_s}
 
-    def key(self, name: str) -> Key:
-        path = self.out / f"{name}.key"
-        if path.exists():
-            return Key.load(path)
-        key = Key.generate((3, 32, 32), self.p.lam, CIFAR10_MEAN, CIFAR10_STD)
-        key.save(path)
-        return key
+    def key(self) -> Key:
+        """The owner's key, shared by every box of the run (saved 0600 beside the results)."""
+        if self._key is None:
+            path = self.out / "key.key"
+            if path.exists():
+                self._key = Key.load(path)
+            else:
+                self._key = Key.generate((3, 32, 32), self.p.lam, CIFAR10_MEAN, CIFAR10_STD)
+                self.out.mkdir(parents=True, exist_ok=True)
+                self._key.save(path)
+        return self._key
 
-    def teacher_of(self, method: str, teacher: torch.nn.Module, key: Key) -> tuple[torch.nn.Module | None, dict[str, Any]]:
-        """The model a method hands out (the original, or a box wrapped with ``key``) and its accuracy."""
-        entry: dict[str, Any] = {"teacher_acc": None, "student": {}}
+    def box(self, method: str, teacher: torch.nn.Module) -> tuple[torch.nn.Module | None, dict[str, Any]]:
+        """What a method hands out — the original, or a box wrapped once — and its accuracy."""
         if method == "Normal":
-            model = teacher
+            model, extra = teacher, {}
         else:
-            model, error = self.box(method, teacher, key)
+            model, extra = self._wrap(method, teacher)
             if model is None:
-                entry["error"] = error
-                return None, entry
-        entry["teacher_acc"] = cached_json(self.out / "methods" / f"{method}.json", lambda: {
-            "no_key": evaluate(model, self.eval_loader, device=self.device)["acc"],
-            "key": evaluate(model, self.eval_loader, key=key.tensor, lam=key.lam, device=self.device)["acc"],
-        })
-        self.log(f"{method}: teacher accuracy {entry['teacher_acc']['no_key']:.2f}% without key, {entry['teacher_acc']['key']:.2f}% with")
-        return model, entry
+                return None, extra
+        key = self.key()
+        entry = cached_json(self.out / "boxes" / f"{method}.json",
+                            lambda: {"clean": self.score(model), "keyed": self.score(model, key)})
+        log(f"{method}: {entry['clean']['acc']:.2f}% without key, {entry['keyed']['acc']:.2f}% with")
+        if method == "SDB":
+            self.owner_correct.update({"box": entry["clean"]["correct"], "box+key": entry["keyed"]["correct"]})
+        return model, {"clean_acc": entry["clean"]["acc"], "keyed_acc": entry["keyed"]["acc"], **extra}
 
-    def box(self, method: str, teacher: torch.nn.Module, key: Key) -> tuple[SafeBox | None, str | None]:
+    def _wrap(self, method: str, teacher: torch.nn.Module) -> tuple[SafeBox | None, dict[str, Any]]:
         p, folder = self.p, self.out / "boxes" / method
         error_path = folder.with_name(method + ".error.json")
         if error_path.exists():
-            return None, read_json(error_path)["error"]
+            return None, read_json(error_path)
         if folder.exists():
-            return SafeBox.from_pretrained(folder, model=models.create(p.teacher), map_location=self.device), None
-        self.log(f"wrapping {method} ({p.wrap_epochs} epochs, ω={p.omega}, η={p.eta}, λ={p.lam})")
-        torch.manual_seed(_subseed(self.seed, f"wrap/{method}"))
+            box = SafeBox.from_pretrained(folder, model=models.create(p.teacher), map_location=self.device)
+            return box, {"wrap_s": read_json(folder / "wrap_result.json").get("wrap_s")}
+        log(f"wrapping {method} on {len(self.splits.wrap)} images ({p.wrap_epochs} epochs, ω={p.omega}, η={p.eta}, λ={p.lam})")
+        start = time.time()
         model = copy.deepcopy(teacher)
         for param in model.parameters():
             param.requires_grad_(True)
         try:
-            box = SafeBox.wrap(
-                model, self.train_loader(f"wrap/{method}"), val_loader=self.val_loader, key=key, epochs=p.wrap_epochs,
-                lr=p.wrap_lr, max_accuracy_drop=p.max_accuracy_drop, device=self.device,
-                checkpoint_dir=folder.with_name(method + ".ckpt"), progress=self.progress,
-                mean=CIFAR10_MEAN, std=CIFAR10_STD, settings=method_settings(method, p.sdb_settings()),
-            )
+            with torch.random.fork_rng(devices=[]):  # T0's draw is seeded without touching the caller's RNG
+                torch.manual_seed(_subseed(WRAP_SEED, f"wrap/{method}"))
+                box = SafeBox.wrap(
+                    model, batches(self.splits.wrap, p.batch_size, train=True, device=self.device, seed=_subseed(WRAP_SEED, f"wrap/{method}")),
+                    val_loader=self.val_loader, key=self.key(), epochs=p.wrap_epochs, lr=p.wrap_lr,
+                    max_accuracy_drop=p.max_accuracy_drop, device=self.device, checkpoint_dir=folder.with_name(method + ".ckpt"),
+                    progress=self.progress, mean=CIFAR10_MEAN, std=CIFAR10_STD, settings=method_settings(method, p.sdb_settings()),
+                )
         except FidelityError as e:
-            self.log(f"{method}: the fidelity guard refused every epoch: {e}")
+            log(f"{method}: the fidelity guard refused every epoch: {e}")
             write_json(error_path, {"error": str(e)})
-            return None, str(e)
+            return None, {"error": str(e)}
+        wrap_s = round(time.time() - start, 1)
 
         def fill(tmp: Path) -> None:
             box.save_pretrained(tmp)
-            write_json(tmp / "wrap_result.json", box.wrap_result.to_dict())
+            write_json(tmp / "wrap_result.json", {**box.wrap_result.to_dict(), "wrap_s": wrap_s})
 
         save_dir_atomically(folder, fill)
-        return box, None
+        return box, {"wrap_s": wrap_s}
 
-    def keyed(self, method: str, model: torch.nn.Module, key: Key) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The key holder's teacher: KeyedTeacher for a box; for the original model, the same x̃ anyway."""
-        if isinstance(model, SafeBox):
-            return KeyedTeacher(model, key)
-        return through_key(model, key)
+    # ------------------------------------------------------------------------------ distiller side
+    def seed(self, seed: int, teacher: torch.nn.Module, boxes: dict[str, tuple[Any, dict]]) -> dict[str, Any]:
+        """Every student of one seed, in the results layout."""
+        p, cnn, key, start = self.p, self.p.students[0], self.key(), time.time()
+        result: dict[str, Any] = {"scratch": {}, "methods": {m: {} for m in p.methods}, "temperature_attack": {}, "random_key_attack": []}
 
-    def student(self, name: str, arch: str, teacher: Callable | None, T: float | None = None) -> float:
-        p, path = self.p, self.out / "students" / f"{name}.json"
+        def student(row: str, arch: str, source: Callable | None, T: float | None = None) -> float:
+            return self.student(seed, f"{arch}/{row}", arch, source, T)["acc"]
+
+        for arch in p.students:
+            result["scratch"][arch] = student("scratch", arch, None)
+            for m in p.student_methods(arch):
+                model = boxes[m][0]
+                if model is None:
+                    continue
+                entry = {"no_key": student(m, arch, model)}
+                if p.has_key_row(m):
+                    entry["key"] = student(f"{m}+key", arch, KeyedTeacher(model, key) if isinstance(model, SafeBox) else through_key(model, key))
+                result["methods"][m][arch] = entry
+        sdb = boxes.get("SDB", (None,))[0]
+        if sdb is not None:
+            for T in p.temperatures:
+                row = "SDB" if T == p.T else f"SDB@T{T:g}"
+                result["temperature_attack"][f"{T:g}"] = student(row, cnn, sdb, T)
+            for i in range(p.random_keys):
+                other = self.random_key(seed, i)
+                result["random_key_attack"].append(student(f"random_key_{i}", cnn, through_key(sdb, other)))
+        result["wall_time_s"] = round(time.time() - start, 1)
+        return result
+
+    def per_image(self, seed: int) -> dict[str, str]:
+        """The per-image records of one seed's CNN students, by row (what one-seed intervals use)."""
+        folder = self.out / f"seed{seed}" / "students" / self.p.students[0]
+        return {path.stem: read_json(path)["correct"] for path in folder.glob("*.json")}
+
+    def random_key(self, seed: int, i: int) -> Key:
+        """A fresh key from `Key.generate`'s own distribution: what a guessing attacker would draw."""
+        path = self.out / f"seed{seed}" / f"random_key_{i}.key"
         if path.exists():
-            return read_json(path)["acc"]
+            return Key.load(path)
+        key = Key.generate((3, 32, 32), self.p.lam, CIFAR10_MEAN, CIFAR10_STD)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key.save(path)
+        return key
+
+    def student(self, seed: int, name: str, arch: str, teacher: Callable | None, T: float | None = None) -> dict[str, Any]:
+        p, path = self.p, self.out / f"seed{seed}" / "students" / f"{name}.json"
+        if path.exists():
+            return read_json(path)
         T = p.T if T is None else T
-        self.log(f"distilling {name} (T={T:g}, {p.student_epochs} epochs)")
-        # Every student of an architecture starts from the same weights and sees the same batches
-        # (common random numbers): differences between rows then measure the teachers, not the
-        # luck of an initialisation, which for short runs is larger than the effects measured.
-        torch.manual_seed(_subseed(self.seed, f"student/{arch}"))
-        model = models.create(arch)
-        distill(model, teacher, self.train_loader(f"student/{arch}"), epochs=p.student_epochs, alpha=p.alpha, T=T,
-                lr=p.student_lr, device=self.device, progress=self.progress)
+        log(f"seed {seed}: distilling {name} (T={T:g}, {p.student_epochs} epochs on {len(self.splits.distill)} images)")
+        # Every student of an architecture and seed starts from the same weights and sees the same
+        # batches (common random numbers): differences between rows then measure the teachers.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_subseed(seed, f"student/{arch}"))
+            model = models.create(arch)
+        loader = batches(self.splits.distill, p.batch_size, train=True, device=self.device, seed=_subseed(seed, f"student/{arch}"))
+        distill(model, teacher, loader, epochs=p.student_epochs, alpha=p.alpha, T=T, lr=p.student_lr, device=self.device, progress=self.progress)
         save_weights(model, path.with_suffix(".safetensors"))
-        acc = evaluate(model, self.eval_loader, device=self.device)["acc"]
-        write_json(path, {"acc": acc, "T": T})
-        self.log(f"{name}: {acc:.2f}%")
-        return acc
+        record = {**self.score(model), "T": T}
+        write_json(path, record)
+        log(f"seed {seed}: {name}: {record['acc']:.2f}%")
+        return record
 
     @torch.inference_mode()
-    def soft_labels(self, teacher: torch.nn.Module, box: torch.nn.Module, key: Key, n: int = 4) -> dict[str, Any]:
+    def soft_labels(self, teacher: torch.nn.Module, box: torch.nn.Module, n: int = 4) -> dict[str, Any]:
         """Paper Fig. 3: soft labels at T = 4 of the original, the closed (x) and the open (x̃) stream."""
+        evaluation, key = self.splits.evaluation, self.key()
         # Evenly spaced picks: the split is sorted by class, so these are n different classes.
-        index = torch.arange(n, device=self.device) * (len(self.evaluation) // n)
+        index = torch.arange(n, device=self.device) * (len(evaluation) // n)
         mean, std = (torch.tensor(v, device=self.device).view(1, -1, 1, 1) for v in (CIFAR10_MEAN, CIFAR10_STD))
-        x = (self.evaluation.images[index].float() / 255 - mean) / std
-        y = self.evaluation.labels[index]
-        k = key.tensor.to(self.device)
+        x = (evaluation.images[index].float() / 255 - mean) / std
         soft = lambda z: F.softmax(z / self.p.T, dim=1).cpu().tolist()  # noqa: E731
-        return {"classes": list(CIFAR10_CLASSES), "labels": y.cpu().tolist(), "T": self.p.T,
-                "original": soft(teacher(x)), "closed": soft(box(x)), "open": soft(box(mix(x, k, key.lam)))}
+        return {"classes": list(CIFAR10_CLASSES), "labels": evaluation.labels[index].cpu().tolist(), "T": self.p.T,
+                "original": soft(teacher(x)), "closed": soft(box(x)), "open": soft(box(mix(x, key.tensor.to(self.device), key.lam)))}
 
 
 def through_key(model: torch.nn.Module, key: Key) -> Callable[[torch.Tensor], torch.Tensor]:
