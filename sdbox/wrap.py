@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from .errors import FidelityError, InputError, NonFiniteLossError
 from .evaluate import evaluate
 from .key import Key
-from .losses import augmentation_loss, classification_loss, disturbance_loss, preservation_loss, uniqueness_loss
+from .losses import augmentation_loss, classification_loss, disturbance_loss, kd_loss, preservation_loss, uniqueness_loss
 from .proxy import mix
 from .progress import progress_bar
 from .fastpath import FastPath
@@ -50,14 +50,19 @@ class SDBSettings:
     disturbance: bool = field(default=True, metadata={"help": "Use L_dis on the clean stream. Off = key embedding only (KE)."})
     preservation: bool = field(default=True, metadata={"help": "Use L_kp = L_main + η·L_aug on the proxy stream."})
     uniqueness: float = field(default=0.0, metadata={"help": "Weight of L_uniq: a decoy key must open nothing more than no key (not in the paper; see losses.uniqueness_loss)."})
+    wrong_keys: float = field(default=0.0, metadata={"help": "Weight of a decoy stream through a fresh wrong key each step, trained like the clean stream (CE + disturbance) so that only κ opens the box (not in the paper)."})
+    main_loss: str = field(default="mse", metadata={"help": "L_main's form: 'mse' (Eq. 9, squared differences of T_dis probabilities, ~1e-3) or 'kl' (T_dis²·KL, on the scale of L_cls)."})
 
     def __post_init__(self) -> None:
         if not 0.0 < self.lam < 1.0:
             raise ValueError(f"Expected `lam` in (0, 1), but got {self.lam}.")
         if self.t_dis <= 0:
             raise ValueError(f"Expected `t_dis` > 0, but got {self.t_dis}.")
-        if self.omega < 0 or self.eta < 0 or self.uniqueness < 0:
-            raise ValueError(f"Expected `omega`, `eta` and `uniqueness` ≥ 0, but got {self.omega}, {self.eta} and {self.uniqueness}.")
+        if self.omega < 0 or self.eta < 0 or self.uniqueness < 0 or self.wrong_keys < 0:
+            raise ValueError(f"Expected `omega`, `eta`, `uniqueness` and `wrong_keys` ≥ 0, but got {self.omega}, {self.eta}, "
+                             f"{self.uniqueness} and {self.wrong_keys}.")
+        if self.main_loss not in ("mse", "kl"):
+            raise ValueError(f"Expected `main_loss` 'mse' or 'kl', but got {self.main_loss!r}.")
 
 
 @dataclass
@@ -161,14 +166,21 @@ def sdb_step(
     if s.disturbance and s.omega > 0:
         losses["dis"] = disturbance_loss(z, z_proxy, z_teacher.float().clone(), s.omega, s.t_dis)
     if need_proxy and s.preservation:
-        losses["kp_main"] = preservation_loss(z_proxy, z_teacher.float().clone(), s.t_dis)
+        main = kd_loss if s.main_loss == "kl" else preservation_loss
+        losses["kp_main"] = main(z_proxy, z_teacher.float().clone(), s.t_dis)
         if need_teacher_proxy:
             losses["kp_aug"] = augmentation_loss(z_proxy, z_teacher_proxy.float().clone(), z_random_proxy.float().clone())
     if need_proxy and s.uniqueness > 0:
         z_decoy = model(mix(x, decoy_key(key), s.lam)).float()
         losses["uniq"] = uniqueness_loss(z_decoy, z, s.t_dis)
+    if need_proxy and s.wrong_keys > 0:
+        # A wrong key's stream must look like the clean stream: right top-1, disturbed tail.
+        z_wrong = model(mix(x, decoy_key(key), s.lam)).float()
+        losses["wrong"] = F.cross_entropy(z_wrong, y)
+        if s.disturbance and s.omega > 0:
+            losses["wrong"] = losses["wrong"] + disturbance_loss(z_wrong, z_proxy, z_teacher.float().clone(), s.omega, s.t_dis)
     total = (losses["cls"] + losses.get("dis", 0.0) + losses.get("kp_main", 0.0)
-             + s.eta * losses.get("kp_aug", 0.0) + s.uniqueness * losses.get("uniq", 0.0))
+             + s.eta * losses.get("kp_aug", 0.0) + s.uniqueness * losses.get("uniq", 0.0) + s.wrong_keys * losses.get("wrong", 0.0))
     losses["total"] = total
     return z, losses
 
@@ -194,6 +206,7 @@ _NONFINITE_FIXES = {
     "kp_aug": "lower `eta` or set it to 0 (L_aug is unbounded below)",
     "kp_main": "lower `lr`",
     "uniq": "lower `uniqueness` or `lr`",
+    "wrong": "lower `wrong_keys`, `omega` or `lr`",
     "cls": "lower `lr`, and check the inputs for NaN/inf values",
     "total": "lower `lr`",
 }

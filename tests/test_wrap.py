@@ -357,6 +357,46 @@ def test_uniqueness_off_by_default_and_validated():
         SDBSettings(uniqueness=-1.0)
 
 
+def test_wrong_key_stream_is_trained_like_the_clean_stream(pretrained, batch, key):
+    x, y = batch
+    frozen = FrozenModels.from_model(pretrained, with_random=True, seed=0)
+    model = copy.deepcopy(pretrained).train()
+    settings = SDBSettings(omega=0.3, eta=0.05, wrong_keys=0.5)
+    torch.manual_seed(7)
+    _, losses = sdb_step(model, frozen, x, y, key.tensor, settings)
+    assert set(losses) == ALL_TERMS | {"wrong"}
+    others = losses["cls"] + losses["dis"] + losses["kp_main"] + 0.05 * losses["kp_aug"]
+    torch.testing.assert_close(losses["total"], others + 0.5 * losses["wrong"])
+    torch.manual_seed(7)  # the same wrong key again: recompute CE + disturbance on its stream by hand
+    reference = copy.deepcopy(pretrained).train()
+    with torch.no_grad():
+        reference(x)
+        z_proxy = reference(0.5 * x + 0.5 * key.tensor)
+        z_wrong = reference(0.5 * x + 0.5 * decoy_key(key.tensor))
+        z_teacher = frozen.original(x)
+    expected = F.cross_entropy(z_wrong, y) + disturbance_loss(z_wrong, z_proxy, z_teacher, 0.3, 4.0)
+    torch.testing.assert_close(losses["wrong"].detach(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_main_loss_kl_is_the_kd_loss_on_the_proxy_stream(pretrained, batch, key):
+    x, y = batch
+    frozen = FrozenModels.from_model(pretrained, with_random=False)
+    model = copy.deepcopy(pretrained).train()
+    _, mse = sdb_step(copy.deepcopy(model), frozen, x, y, key.tensor, SDBSettings(eta=0.0))
+    _, kl = sdb_step(copy.deepcopy(model), frozen, x, y, key.tensor, SDBSettings(eta=0.0, main_loss="kl"))
+    with torch.no_grad():
+        reference = copy.deepcopy(model)
+        reference(x)
+        z_proxy = reference(0.5 * x + 0.5 * key.tensor)
+        z_teacher = frozen.original(x)
+    torch.testing.assert_close(kl["kp_main"].detach(), kd_loss(z_proxy, z_teacher, 4.0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(mse["kp_main"].detach(), preservation_loss(z_proxy, z_teacher, 4.0), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="`main_loss` 'mse' or 'kl'"):
+        SDBSettings(main_loss="l1")
+    with pytest.raises(ValueError, match="wrong_keys"):
+        SDBSettings(wrong_keys=-1.0)
+
+
 # ------------------------------------------------------------------ folded frozen forwards
 def test_frozen_run_folds_batchnorm_and_matches_the_exact_model(pretrained, batch):
     x, _ = batch
