@@ -382,8 +382,9 @@ def demo_summary(results: dict[str, Any]) -> str:
         lines += ["", f"The fidelity guard refused the SDB box: {sdb['error']}"]
         return "\n".join(lines)
     lines += [f"{'SDB box: clean input / keyed input':<44} {sdb['clean_acc']:6.2f}% / {sdb['keyed_acc']:.2f}%", ""]
+    lines.append("students (top-1 ± 95% interval):")
     for name, mean, half, _ in student_summary(results):
-        lines.append(f"{'student ' + row_label(name)[0].lower() + row_label(name)[1:]:<44} {mean:6.2f}% ± {half:.2f}")
+        lines.append(f"  {row_label(name):<42} {mean:6.2f}% ± {half:.2f}")
     lines += ["", "paired differences (points, 95% interval):"]
     for c in results["comparisons"]:
         lines.append(f"  {c['a'] + ' − ' + c['b']:<30} {c['diff']['mean']:+6.2f} [{c['diff']['low']:+.2f}, {c['diff']['high']:+.2f}]  "
