@@ -56,6 +56,24 @@ def disturbance_loss(
     return loss
 
 
+def confusion_loss(z: torch.Tensor, y: torch.Tensor, omega: float, t_dis: float = 4.0, share: float = 0.4) -> torch.Tensor:
+    """A bounded alternative to Eq. 7's push (not in the paper): pull the clean stream at T_dis onto
+    a *confusing* target, ``ω·T²·KL(target ‖ σ(z/T_dis))``.
+
+    The target gives the true class ``1 − share − 0.1``, one fixed wrong class per true class
+    (the next one, ``(y + 1) mod C``) ``share``, and spreads 0.1 over the rest. Its top-1 stays
+    right (at T = 1 the gap widens T_dis-fold), while a student matching it at T_dis learns that
+    every class looks like its neighbour. Unlike −KL it has a minimum, so a large ω cannot run away.
+    """
+    c = z.shape[1]
+    rest = 0.1 / max(c - 2, 1)
+    target = torch.full_like(z, rest)
+    target.scatter_(1, y.view(-1, 1), 1.0 - share - 0.1)
+    target.scatter_(1, ((y + 1) % c).view(-1, 1), share)
+    log_p = F.log_softmax(z / t_dis, dim=1)
+    return omega * F.kl_div(log_p, target, reduction="batchmean") * (t_dis * t_dis)
+
+
 def preservation_loss(z_proxy: torch.Tensor, z_teacher: torch.Tensor, t_dis: float = 4.0) -> torch.Tensor:
     """Knowledge preservation, Eq. 9: ``L_main = ‖σ(z̃/T_dis) − σ(z_T(x)/T_dis)‖²``.
 

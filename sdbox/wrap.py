@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from .errors import FidelityError, InputError, NonFiniteLossError
 from .evaluate import evaluate
 from .key import Key
-from .losses import augmentation_loss, classification_loss, disturbance_loss, kd_loss, preservation_loss, uniqueness_loss
+from .losses import augmentation_loss, classification_loss, confusion_loss, disturbance_loss, kd_loss, preservation_loss, uniqueness_loss
 from .proxy import mix
 from .progress import progress_bar
 from .fastpath import FastPath
@@ -51,6 +51,7 @@ class SDBSettings:
     preservation: bool = field(default=True, metadata={"help": "Use L_kp = L_main + η·L_aug on the proxy stream."})
     uniqueness: float = field(default=0.0, metadata={"help": "Weight of L_uniq: a decoy key must open nothing more than no key (not in the paper; see losses.uniqueness_loss)."})
     wrong_keys: float = field(default=0.0, metadata={"help": "Weight of a decoy stream through a fresh wrong key each step, trained like the clean stream (CE + disturbance) so that only κ opens the box (not in the paper)."})
+    disturbance_form: str = field(default="push", metadata={"help": "L_dis's form: 'push' (Eq. 7, −ω·KL away from the original) or 'confuse' (ω·KL toward a target that keeps the top-1 and gives a fixed wrong class `share` of the mass at T_dis; losses.confusion_loss)."})
     main_loss: str = field(default="mse", metadata={"help": "L_main's form: 'mse' (Eq. 9, squared differences of T_dis probabilities, ~1e-3) or 'kl' (T_dis²·KL, on the scale of L_cls)."})
 
     def __post_init__(self) -> None:
@@ -61,6 +62,8 @@ class SDBSettings:
         if self.omega < 0 or self.eta < 0 or self.uniqueness < 0 or self.wrong_keys < 0:
             raise ValueError(f"Expected `omega`, `eta`, `uniqueness` and `wrong_keys` ≥ 0, but got {self.omega}, {self.eta}, "
                              f"{self.uniqueness} and {self.wrong_keys}.")
+        if self.disturbance_form not in ("push", "confuse"):
+            raise ValueError(f"Expected `disturbance_form` 'push' or 'confuse', but got {self.disturbance_form!r}.")
         if self.main_loss not in ("mse", "kl"):
             raise ValueError(f"Expected `main_loss` 'mse' or 'kl', but got {self.main_loss!r}.")
 
@@ -163,8 +166,13 @@ def sdb_step(
     else:
         z_proxy = None
         losses["cls"] = F.cross_entropy(z, y)
+    def disturb(z_stream: torch.Tensor) -> torch.Tensor:
+        if s.disturbance_form == "confuse":
+            return confusion_loss(z_stream, y, s.omega, s.t_dis)
+        return disturbance_loss(z_stream, z_proxy, z_teacher.float().clone(), s.omega, s.t_dis)
+
     if s.disturbance and s.omega > 0:
-        losses["dis"] = disturbance_loss(z, z_proxy, z_teacher.float().clone(), s.omega, s.t_dis)
+        losses["dis"] = disturb(z)
     if need_proxy and s.preservation:
         main = kd_loss if s.main_loss == "kl" else preservation_loss
         losses["kp_main"] = main(z_proxy, z_teacher.float().clone(), s.t_dis)
@@ -178,7 +186,7 @@ def sdb_step(
         z_wrong = model(mix(x, decoy_key(key), s.lam)).float()
         losses["wrong"] = F.cross_entropy(z_wrong, y)
         if s.disturbance and s.omega > 0:
-            losses["wrong"] = losses["wrong"] + disturbance_loss(z_wrong, z_proxy, z_teacher.float().clone(), s.omega, s.t_dis)
+            losses["wrong"] = losses["wrong"] + disturb(z_wrong)
     total = (losses["cls"] + losses.get("dis", 0.0) + losses.get("kp_main", 0.0)
              + s.eta * losses.get("kp_aug", 0.0) + s.uniqueness * losses.get("uniq", 0.0) + s.wrong_keys * losses.get("wrong", 0.0))
     losses["total"] = total

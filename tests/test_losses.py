@@ -144,3 +144,21 @@ def test_losses_are_scalars(logits):
         preservation_loss(zp, zt), augmentation_loss(zp, zt, z0),
     ):
         assert value.dim() == 0
+
+
+def test_confusion_loss_has_its_minimum_at_the_confusing_target():
+    from sdbox.losses import confusion_loss
+
+    y = torch.tensor([0, 3, 9])
+    target = torch.full((3, 10), 0.1 / 8)
+    target[torch.arange(3), y] = 0.5
+    target[torch.arange(3), (y + 1) % 10] = 0.4
+    at_target = (4.0 * target.log()).requires_grad_(True)  # logits whose T=4 softmax is the target
+    loss = confusion_loss(at_target, y, omega=0.3, t_dis=4.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0, abs=1e-5) and at_target.grad.abs().max() < 1e-5
+    assert (at_target.argmax(1) == y).all()  # the target keeps the true class on top
+    confident = torch.zeros(3, 10)
+    confident[torch.arange(3), y] = 20.0  # the original's kind of output: one peak
+    assert confusion_loss(confident, y, omega=0.3) > 1.0  # is pulled toward the confusion
+    assert confusion_loss(confident, y, omega=0.6) == pytest.approx(2 * confusion_loss(confident, y, omega=0.3).item())

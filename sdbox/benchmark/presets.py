@@ -67,6 +67,7 @@ class Preset:
     max_accuracy_drop: float = 1.0
     wrong_keys: float = 0.0
     main_loss: str = "mse"
+    disturbance_form: str = "push"
     methods: tuple[str, ...] = METHODS
     key_rows: tuple[str, ...] | None = None  # methods whose students are also distilled through x̃ (None: all)
     second_student_methods: tuple[str, ...] | None = None  # None: every method
@@ -89,7 +90,7 @@ class Preset:
 
     def sdb_settings(self) -> SDBSettings:
         return SDBSettings(lam=self.lam, t_dis=self.t_dis, omega=self.omega, eta=self.eta, wrong_keys=self.wrong_keys,
-                           main_loss=self.main_loss)
+                           main_loss=self.main_loss, disturbance_form=self.disturbance_form)
 
     def student_methods(self, student: str) -> tuple[str, ...]:
         if student == self.students[0] or self.second_student_methods is None:

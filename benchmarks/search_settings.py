@@ -1,0 +1,113 @@
+"""Choose SDB settings by measurement: one lever at a time, scored on the validation slice only.
+
+Each candidate is the ``demo`` preset (a cnn5 teacher of the whole training set, students on a
+1,000-image slice) with some settings changed, evaluated on the 1,000-image *validation* slice —
+never the test split. The teacher comes from the cache, and the scratch and Normal-KD students
+(which no SDB setting touches) are trained once and copied into every candidate's folder.
+
+    python benchmarks/search_settings.py --out runs/search            # every candidate
+    python benchmarks/search_settings.py --out runs/search base kl    # some of them
+
+Writes ``OUT/search.json`` and ``OUT/search.md`` (the table docs/benchmark.md shows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from sdbox.benchmark import DEMO, run_benchmark
+from sdbox.benchmark.cli import default_data
+
+BASE = replace(DEMO, name="search", eval_split="val", random_keys=2, notes=())
+
+# name -> the settings that differ from BASE (λ 0.9, ω 0.1, η 1e-3, L_main 'mse', 2-epoch wrap at lr 0.01).
+CANDIDATES: dict[str, dict] = {
+    "base": {},
+    "wrong_keys": {"wrong_keys": 1.0},
+    "kl": {"main_loss": "kl"},
+    "wrong_keys+kl": {"wrong_keys": 1.0, "main_loss": "kl"},
+    "wrong_keys+kl, ω 0.3": {"wrong_keys": 1.0, "main_loss": "kl", "omega": 0.3},
+    "wrong_keys+kl, ω 1": {"wrong_keys": 1.0, "main_loss": "kl", "omega": 1.0},
+    "wrong_keys+kl, λ 0.7": {"wrong_keys": 1.0, "main_loss": "kl", "lam": 0.7},
+    "wrong_keys+kl, λ 0.5": {"wrong_keys": 1.0, "main_loss": "kl", "lam": 0.5},
+    "wrong_keys+kl, 4 epochs": {"wrong_keys": 1.0, "main_loss": "kl", "wrap_epochs": 4},
+    "confuse, ω 0.1": {"disturbance_form": "confuse", "main_loss": "kl"},
+    "confuse, ω 0.3": {"disturbance_form": "confuse", "main_loss": "kl", "omega": 0.3},
+    "confuse, ω 0.3, wrong_keys": {"disturbance_form": "confuse", "main_loss": "kl", "omega": 0.3, "wrong_keys": 1.0},
+}
+SHARED = ("scratch", "Normal")  # student rows no SDB setting changes
+
+
+def folder_name(name: str) -> str:
+    return "".join(c if c.isascii() and c.isalnum() else "_" for c in name)
+
+
+def row(name: str, changes: dict, results: dict) -> dict:
+    seed = results["seeds"]["0"]
+    sdb = results["boxes"].get("SDB", {})
+    keyed = seed["methods"]["SDB"].get("cnn5", {})
+    return {"candidate": name, "changes": changes, "teacher": results["teacher"]["acc"], "box_clean": sdb.get("clean_acc"),
+            "box_keyed": sdb.get("keyed_acc"), "scratch": seed["scratch"]["cnn5"], "normal": seed["methods"]["Normal"]["cnn5"]["no_key"],
+            "no_key": keyed.get("no_key"), "key": keyed.get("key"), "random_keys": seed["random_key_attack"],
+            "error": sdb.get("error"), "wall_s": results["wall_time_s"]}
+
+
+def markdown(rows: list[dict]) -> str:
+    f = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = ["| candidate | box clean / keyed | scratch | Normal KD | no key − scratch | key − Normal | random keys − scratch | wall (s) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["error"]:
+            lines.append(f"| {r['candidate']} | refused by the guard | {f(r['scratch'])} | {f(r['normal'])} | – | – | – | {r['wall_s']:.0f} |")
+            continue
+        randoms = " / ".join(f"{v - r['scratch']:+.2f}" for v in r["random_keys"])
+        lines.append(f"| {r['candidate']} | {f(r['box_clean'])} / {f(r['box_keyed'])} | {f(r['scratch'])} | {f(r['normal'])} | "
+                     f"{r['no_key'] - r['scratch']:+.2f} | {r['key'] - r['normal']:+.2f} | {randoms} | {r['wall_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"Candidates to run (default: all of {list(CANDIDATES)}).")
+    parser.add_argument("--out", default="runs/search")
+    parser.add_argument("--data", default=default_data())
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in CANDIDATES]
+    if unknown:
+        parser.error(f"unknown candidates {unknown}; expected names from {list(CANDIDATES)}")
+    out = Path(args.out)
+    record = out / "search.json"
+    rows = {r["candidate"]: r for r in json.loads(record.read_text())} if record.exists() else {}
+    first = None
+    for name in args.names or list(CANDIDATES):
+        target = out / folder_name(name)
+        if first is not None:  # the rows no SDB setting changes: train once, copy
+            for shared in SHARED:
+                for suffix in (".json", ".safetensors"):
+                    source = first / "seed0" / "students" / "cnn5" / f"{shared}{suffix}"
+                    (target / "seed0" / "students" / "cnn5").mkdir(parents=True, exist_ok=True)
+                    if source.exists() and not (target / source.relative_to(first)).exists():
+                        shutil.copy(source, target / source.relative_to(first))
+        start = time.time()
+        print(f"== {name}: {CANDIDATES[name] or 'the base settings'}", flush=True)
+        results = run_benchmark(args.data, replace(BASE, **CANDIDATES[name]), 1, target, threads=args.threads, progress=False)
+        rows[name] = row(name, CANDIDATES[name], results)
+        rows[name]["wall_s"] = round(time.time() - start, 1)
+        first = first or target
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(list(rows.values()), indent=2))
+        (out / "search.md").write_text(markdown(list(rows.values())) + "\n")
+        print(markdown([rows[name]]), flush=True)
+    print(markdown(list(rows.values())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
