@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from sdbox import FidelityError, InputError, Key, NonFiniteLossError, SafeBox, SDBSettings
+from sdbox import CheckpointError, FidelityError, InputError, Key, NonFiniteLossError, SafeBox, SDBSettings
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 from sdbox.evaluate import evaluate
 from sdbox.losses import augmentation_loss, classification_loss, disturbance_loss, kd_loss, preservation_loss, uniqueness_loss
@@ -228,8 +228,9 @@ def test_resume_continues_from_the_next_epoch_with_the_same_key(pretrained_state
         return m
 
     first = CountingLoader(train, interrupt_when=ckpt.exists)
+    interrupted = model()
     with pytest.raises(KeyboardInterrupt):
-        SafeBox.wrap(model(), first, **kwargs)
+        SafeBox.wrap(interrupted, first, **kwargs)
     assert ckpt.is_file() and stat.S_IMODE(ckpt.stat().st_mode) == 0o600
     payload = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert payload["state"]["epoch"] == 1
@@ -237,7 +238,8 @@ def test_resume_continues_from_the_next_epoch_with_the_same_key(pretrained_state
     saved_fp = Key(payload["key"]["tensor"], payload["key"]["lam"]).fingerprint
 
     second = CountingLoader(train)
-    box = SafeBox.wrap(model(), second, **kwargs)  # no key passed: the checkpoint's is used
+    # the same model object: Ctrl-C gave it its original weights back, so the checkpoint accepts it
+    box = SafeBox.wrap(interrupted, second, **kwargs)  # no key passed: the checkpoint's is used
     assert box.key.fingerprint == saved_fp == box.box_config.key_fingerprint
     assert [r["epoch"] for r in box.wrap_result.epochs] == [1, 2]
     assert box.wrap_result.epochs[0] == epoch1  # epoch 1 was kept, not redone
@@ -245,27 +247,88 @@ def test_resume_continues_from_the_next_epoch_with_the_same_key(pretrained_state
     assert steps <= second.batches <= steps + 1, second.batches
 
 
-def test_resume_with_another_key_or_settings_is_refused(pretrained_state, tiny_cls, train_ds, test_ds, make_loader, tmp_path):
-    model = tiny_cls()
-    model.load_state_dict(pretrained_state)
+def test_checkpoint_is_deleted_after_a_successful_wrap_unless_kept(pretrained, train_ds, test_ds, make_loader, tmp_path):
+    """It holds the key and the unprotected original: left behind, it gives away what the box hides."""
+    kwargs = dict(val_loader=make_loader(test_ds, n=50), epochs=1, max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    train = make_loader(train_ds, n=50)
+    box = SafeBox.wrap(copy.deepcopy(pretrained), train, checkpoint_dir=tmp_path / "ckpt", **kwargs)
+    assert not (tmp_path / "ckpt").exists() and box.wrap_result.kept_checkpoint is None
+    kept = SafeBox.wrap(copy.deepcopy(pretrained), train, checkpoint_dir=tmp_path / "kept", keep_checkpoint=True, **kwargs)
+    path = tmp_path / "kept" / "wrap_state.pt"
+    assert kept.wrap_result.kept_checkpoint == str(path)
+    assert path.is_file() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["wrap_state.pt"]  # no temp file left
+
+
+def test_resume_refuses_a_checkpoint_of_another_wrap_naming_the_difference(pretrained, tiny_cls, train_ds, test_ds, make_loader, tmp_path):
+    """A checkpoint resumed by another model or other arguments would silently return the old box and key."""
     train, val = make_loader(train_ds, n=50), make_loader(test_ds, n=50)
-    kwargs = dict(val_loader=val, epochs=1, max_accuracy_drop=100, device="cpu", progress=False, checkpoint_dir=tmp_path, **NORM)
-    box = SafeBox.wrap(copy.deepcopy(model), train, **kwargs)
-    with pytest.raises(ValueError, match="another key"):
-        SafeBox.wrap(copy.deepcopy(model), train, key=Key.generate((3, 32, 32)), **kwargs)
-    with pytest.raises(ValueError, match="settings"):
-        SafeBox.wrap(copy.deepcopy(model), train, key=box.key, omega=0.5, **kwargs)
+    kwargs = dict(val_loader=val, max_accuracy_drop=100, device="cpu", progress=False, checkpoint_dir=tmp_path, keep_checkpoint=True, **NORM)
+    box = SafeBox.wrap(copy.deepcopy(pretrained), train, epochs=1, **kwargs)
+    same = dict(key=box.key, epochs=1)
+    other_model = tiny_cls().eval()  # same class, other weights
+    cases = [
+        (copy.deepcopy(pretrained), train, {**same, "key": Key.generate((3, 32, 32))}, "another key"),
+        (other_model, train, same, r"`model_weights_sha256`.*same model"),
+        (copy.deepcopy(pretrained), train, {**same, "omega": 0.5}, r"`settings`"),
+        (copy.deepcopy(pretrained), train, {**same, "lr": 0.02}, r"`lr` was 0.01, now 0.02"),
+        (copy.deepcopy(pretrained), train, {**same, "epochs": 2}, r"`epochs` was 1, now 2"),
+        (copy.deepcopy(pretrained), make_loader(train_ds, n=100), same, r"`train_batches` was 1, now 2"),
+    ]
+    for model, loader, changes, message in cases:
+        with pytest.raises(CheckpointError, match=message) as info:
+            SafeBox.wrap(model, loader, **{**kwargs, **changes})
+        assert "empty folder" in str(info.value) and isinstance(info.value, ValueError)
+    again = SafeBox.wrap(copy.deepcopy(pretrained), train, **{**kwargs, **same})  # the same wrap resumes (finished: nothing to train)
+    assert again.wrap_result.epochs == box.wrap_result.epochs
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "foreign"])
+def test_a_damaged_checkpoint_is_a_named_error(pretrained, train_ds, test_ds, make_loader, tmp_path, damage):
+    kwargs = dict(val_loader=make_loader(test_ds, n=50), epochs=1, max_accuracy_drop=100, device="cpu", progress=False, checkpoint_dir=tmp_path, **NORM)
+    train = make_loader(train_ds, n=50)
+    box = SafeBox.wrap(copy.deepcopy(pretrained), train, keep_checkpoint=True, **kwargs)
+    path = tmp_path / "wrap_state.pt"
+    raw = path.read_bytes()
+    if damage == "foreign":
+        torch.save({"weights": torch.zeros(2)}, path)
+    else:
+        path.write_bytes({"truncated": raw[: len(raw) // 2], "garbage": b"PK\x03\x04" + b"\x00" * 200, "empty": b""}[damage])
+    for key in (None, box.key):  # without a key wrap reads the checkpoint's; with one it resumes
+        with pytest.raises(CheckpointError, match=r"wrap_state.pt.*(delete it|empty folder)"):
+            SafeBox.wrap(copy.deepcopy(pretrained), train, key=key, **kwargs)
+
+
+def test_a_failed_wrap_gives_the_model_its_weights_and_mode_back(pretrained, train_ds, make_loader):
+    pretrained.train()
+    before = copy.deepcopy(pretrained.state_dict())
+    with pytest.raises(FidelityError, match="keeps its original weights"):
+        SafeBox.wrap(pretrained, make_loader(train_ds, n=50), val_loader=make_loader(train_ds, n=50), epochs=1, omega=100.0, lr=0.5,
+                     max_accuracy_drop=0, device="cpu", progress=False, **NORM)
+    for name, value in pretrained.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert pretrained.training and all(m.training for m in pretrained.modules())
+    assert pretrained.fc.weight.is_contiguous()  # and its memory layout
+
+
+def test_wrap_hands_the_model_back_in_the_mode_it_came_in(pretrained, train_ds, test_ds, make_loader):
+    pretrained.train()
+    box = SafeBox.wrap(pretrained, make_loader(train_ds, n=50), val_loader=make_loader(test_ds, n=50), epochs=1,
+                       max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    assert pretrained.training and box.training and box.model is pretrained
 
 
 # --------------------------------------------------------------------------- non-finite losses
-def test_nan_inputs_raise_naming_the_term(pretrained, train_ds, test_ds, make_loader):
+def test_nan_inputs_raise_naming_the_problem(pretrained, train_ds, test_ds, make_loader):
     x, y = next(iter(make_loader(train_ds, n=50)))
     x = x.clone()
-    x[:, :, :4, :4] = float("nan")
-    bad = DataLoader(TensorDataset(x, y), batch_size=25)
-    with pytest.raises(NonFiniteLossError, match=r"loss term `cls` became nan.*lower `lr`"):
-        SafeBox.wrap(pretrained, bad, val_loader=make_loader(test_ds, n=50), epochs=1, max_accuracy_drop=100,
-                     device="cpu", progress=False, **NORM)
+    x[25:, :, :4, :4] = float("nan")  # the second batch: only training shows it, as a NaN loss term
+    val = make_loader(test_ds, n=50)
+    kwargs = dict(val_loader=val, epochs=1, max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    with pytest.raises(NonFiniteLossError, match=r"loss term `cls` became nan.*check the inputs for NaN"):
+        SafeBox.wrap(pretrained, DataLoader(TensorDataset(x, y), batch_size=25), **kwargs)
+    with pytest.raises(InputError, match="finite pixel values"):  # in the first batch: caught before any training
+        SafeBox.wrap(pretrained, DataLoader(TensorDataset(x.flip(0), y), batch_size=25), **kwargs)
 
 
 def test_huge_lr_raises_naming_a_term(pretrained, train_ds, test_ds, make_loader):
