@@ -342,3 +342,22 @@ def test_box_config_round_trips(wrapped):
     data = json.loads(json.dumps(wrapped.box_config.to_json()))
     again = BoxConfig.from_json(data)
     assert again.to_json() == wrapped.box_config.to_json()
+
+
+def test_pickling_a_box_never_carries_the_key(wrapped, windows, batch):
+    import io
+    import pickle
+
+    buffer = io.BytesIO()
+    torch.save(wrapped, buffer)
+    assert_no_key_bytes(buffer.getvalue(), wrapped.key, windows, "torch.save(box)")
+    assert_no_key_bytes(pickle.dumps(wrapped), wrapped.key, windows, "pickle.dumps(box)")
+    buffer.seek(0)
+    restored = torch.load(buffer, weights_only=False)
+    assert restored._key is None
+    with pytest.raises(Exception, match="no key attached"):
+        restored.key
+    x, _ = batch
+    with torch.no_grad():
+        assert torch.equal(restored(x), wrapped(x))  # everything else survives
+    assert wrapped.key is not None  # and the box pickled keeps its own key
