@@ -8,6 +8,8 @@ still on the CPU.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Iterable
 
 import torch
@@ -15,6 +17,18 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 
 from .errors import InputError
+
+
+def finite_number(value: Any) -> bool:
+    """A real, finite number, and not a bool (``True`` is an int to Python, never a setting)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_temperature(T: Any, name: str = "T") -> float:
+    """A softmax temperature: finite and > 0 (T = inf makes every soft label uniform)."""
+    if not finite_number(T) or not T > 0:
+        raise ValueError(f"Expected `{name}` to be a finite number > 0, but got {T!r}.")
+    return float(T)
 
 
 def length(obj: Any) -> int | None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from sdbox.benchmark import CPU, run_benchmark
 from sdbox.errors import InputError
@@ -23,22 +24,23 @@ TINY = replace(
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, dict]:
+def finished(tmp_path_factory) -> tuple[Path, dict, bool]:
+    """A finished run, and whether the caller's global RNG state came back as it was."""
     out = tmp_path_factory.mktemp("bench")
-    return out, run_benchmark(DATA, TINY, 1, out, threads=1, progress=False)
+    rng = torch.random.get_rng_state()
+    results = run_benchmark(DATA, TINY, 1, out, threads=1, progress=False)
+    return out, results, torch.equal(torch.random.get_rng_state(), rng)
 
 
 def test_results_schema_report_and_figures(finished):
-    out, results = finished
+    out, _, _ = finished
     saved = json.loads((out / "results.json").read_text())
-    assert saved["seeds"]["0"] == results["seeds"]["0"]
     seed = saved["seeds"]["0"]
     assert {"clean_acc"} <= seed["teacher"].keys()
     for method in ("Normal", "SDB"):
         assert set(seed["methods"][method]["teacher_acc"]) == {"no_key", "key"}
         assert set(seed["methods"][method]["student"]["cnn5"]) == {"no_key", "key"}
     assert set(seed["temperature_attack"]) == {"1", "4"} and len(seed["random_key_attack"]) == 1
-    assert seed["temperature_attack"]["4"] == seed["methods"]["SDB"]["student"]["cnn5"]["no_key"]
     assert saved["mean"]["scratch"]["cnn5"]["n"] == 1
     assert {"settings", "versions", "device", "wall_time_s"} <= saved.keys()
     report = (out / "report.md").read_text()
@@ -50,8 +52,36 @@ def test_results_schema_report_and_figures(finished):
     assert json.loads((out / "box" / "config.json").read_text())["sdbox"]["report"]["claims"]
 
 
+def test_recorded_accuracies_are_those_of_the_saved_models(finished):
+    """Each figure in results.json must be the accuracy of the model saved beside it on the eval split."""
+    from sdbox.benchmark.models import create
+    from sdbox.benchmark.store import load_weights
+    from sdbox.benchmark.tensordata import batches, load_cifar10
+    from sdbox.evaluate import evaluate
+
+    out, results, _ = finished
+    _, val, test = load_cifar10(DATA, TINY.n_train, TINY.n_val, TINY.n_test)
+    split = batches(test if TINY.eval_split == "test" else val, 256)
+    seed, folder = results["seeds"]["0"], out / "seed0"
+    teacher = load_weights(create("cnn5"), folder / "teacher.safetensors")
+    assert evaluate(teacher, split)["acc"] == pytest.approx(seed["teacher"]["clean_acc"])
+    for T, name in (("1", "SDB_no_key_T1"), ("4", "SDB_no_key")):  # the T=4 attack row is the no-key student itself
+        student = load_weights(create("cnn5"), folder / "students" / "cnn5" / f"{name}.safetensors")
+        assert evaluate(student, split)["acc"] == pytest.approx(seed["temperature_attack"][T])
+    assert seed["methods"]["SDB"]["student"]["cnn5"]["no_key"] == pytest.approx(seed["temperature_attack"]["4"])
+
+
+def test_the_run_leaves_no_checkpoint_and_the_global_rng_alone(finished):
+    """A finished wrap's checkpoint holds the key and the original teacher; the runner's seeding
+    used to reseed the caller's generator."""
+    out, _, rng_kept = finished
+    assert not list(out.rglob("wrap_state.pt")) and not list(out.rglob("*.ckpt"))
+    assert not list(out.rglob("*.tmp"))
+    assert rng_kept
+
+
 def test_resume_does_no_training_and_adds_attacks(finished, monkeypatch):
-    out, results = finished
+    out, results, _ = finished
     from sdbox.benchmark import runner
 
     def refuse(*args, **kwargs):
@@ -68,7 +98,7 @@ def test_resume_does_no_training_and_adds_attacks(finished, monkeypatch):
 
 
 def test_box_evaluate_fills_the_card(finished):
-    out, _ = finished
+    out, _, _ = finished
     from sdbox import Key, SafeBox
     from sdbox.benchmark.models import create
     from sdbox.benchmark.tensordata import batches, load_cifar10

@@ -151,6 +151,22 @@ def test_fidelity_guard_raises_with_the_figures(pretrained, train_ds, make_loade
     assert isinstance(info.value, RuntimeError)
 
 
+def test_wrap_with_the_guard_on_keeps_accuracy_within_the_allowed_drop(pretrained, train_ds, test_ds, make_loader):
+    """The guard as users run it (every other wrap test switches it off or scripts the figures):
+    a gentle fine-tune passes it, and the figures it reports are the box's measured accuracy."""
+    torch.manual_seed(0)
+    val = make_loader(test_ds, n=100)
+    before = evaluate(pretrained, val)["acc"]
+    box = SafeBox.wrap(pretrained, make_loader(train_ds, n=100, batch_size=25, shuffle=True), val_loader=val, epochs=2, lr=0.002,
+                       omega=0.05, max_accuracy_drop=5.0, device="cpu", progress=False, **NORM)
+    result = box.wrap_result
+    assert result.clean_acc_before == pytest.approx(before) and result.best_epoch in (1, 2)
+    assert result.clean_acc_after >= result.clean_acc_before - 5.0 and result.keyed_acc_after >= result.clean_acc_before - 5.0
+    box.eval()
+    assert evaluate(box, val)["acc"] == pytest.approx(result.clean_acc_after)
+    assert evaluate(box, val, key=box.key.tensor, lam=box.key.lam)["acc"] == pytest.approx(result.keyed_acc_after)
+
+
 def test_fidelity_guard_keeps_the_most_disturbed_qualifying_epoch(pretrained, train_ds, make_loader, monkeypatch):
     """Scripted figures: epoch 2 is the most disturbed but too inaccurate, so epoch 3 must win,
     and the model must end with epoch 3's weights, not the last or the first epoch's."""
@@ -454,3 +470,103 @@ def test_frozen_run_falls_back_to_the_exact_model_when_untraceable(batch):
     with torch.inference_mode():
         torch.testing.assert_close(frozen.run("original", x), frozen.original(x))
     assert frozen.folded["original"] is frozen.original
+
+
+# ------------------------------------------------------------- probes: named errors, not tracebacks
+class BatchNormHead(nn.Module):
+    """A classifier whose head has BatchNorm1d: a training batch of one image breaks it."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(32, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_labels_outside_the_model_classes(pretrained, train_ds, make_loader):
+    x, y = next(iter(make_loader(train_ds, n=50)))
+    val = make_loader(train_ds, n=50)
+    later = DataLoader(TensorDataset(x, torch.cat([y[:25], torch.full((25,), 10)])), batch_size=25)  # second batch
+    with pytest.raises(InputError, match=r"labels in \[0, 10\).*from 10 to 10"):
+        SafeBox.wrap(pretrained, later, val_loader=val, epochs=1, max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    negative = DataLoader(TensorDataset(x, y - 1), batch_size=25)
+    with pytest.raises(InputError, match=r"labels in \[0, 10\)"):
+        SafeBox.wrap(pretrained, negative, val_loader=val, epochs=1, device="cpu", progress=False, **NORM)
+
+
+def test_a_training_batch_of_one_with_batchnorm(train_ds, make_loader):
+    x, y = next(iter(make_loader(train_ds, n=51, batch_size=51)))
+    val = make_loader(train_ds, n=50)
+    kwargs = dict(val_loader=val, epochs=1, max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    with pytest.raises(InputError, match="batch of one.*drop_last=True"):  # a DataLoader: known before the first epoch
+        SafeBox.wrap(BatchNormHead(), DataLoader(TensorDataset(x, y), batch_size=25), **kwargs)
+    with pytest.raises(InputError, match="batch of one"):  # any other loader: when the batch comes
+        SafeBox.wrap(BatchNormHead(), [(x[:25], y[:25]), (x[25:50], y[25:50]), (x[50:], y[50:])], **kwargs)
+    box = SafeBox.wrap(BatchNormHead(), DataLoader(TensorDataset(x, y), batch_size=25, drop_last=True), **kwargs)
+    assert box.wrap_result.best_epoch == 1
+
+
+class Stream(torch.utils.data.IterableDataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return iter(zip(self.x, self.y))
+
+
+def test_a_loader_over_an_iterable_dataset_without_len(pretrained, train_ds, test_ds, make_loader):
+    x, y = next(iter(make_loader(train_ds, n=50, batch_size=50)))
+    box = SafeBox.wrap(pretrained, DataLoader(Stream(x, y), batch_size=25), val_loader=make_loader(test_ds, n=50), epochs=1,
+                       max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    assert box.wrap_result.best_epoch == 1
+
+
+def test_a_one_shot_generator_loader(pretrained, train_ds, make_loader):
+    dl = make_loader(train_ds, n=50, batch_size=25)
+    with pytest.raises(InputError, match="re-iterable.*generator"):
+        SafeBox.wrap(pretrained, (b for b in dl), val_loader=dl, epochs=2, device="cpu", progress=False, **NORM)
+    with pytest.raises(InputError, match="`val_loader` to be re-iterable"):
+        SafeBox.wrap(pretrained, dl, val_loader=iter(list(dl)), epochs=2, device="cpu", progress=False, **NORM)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"omega": "lots"}, "`omega` to be a finite number"), ({"t_dis": float("inf")}, "`t_dis` to be a finite number"),
+    ({"eta": float("nan")}, "`eta`"), ({"lr": float("nan")}, "`lr`"), ({"epochs": 1.5}, "`epochs`"),
+])
+def test_odd_argument_values_are_named(pretrained, train_ds, make_loader, kwargs, message):
+    dl = make_loader(train_ds, n=50)
+    with pytest.raises(ValueError, match=message):
+        SafeBox.wrap(pretrained, dl, val_loader=dl, device="cpu", progress=False, **NORM, **kwargs)
+
+
+def test_a_frozen_model_is_refused_with_the_fix(pretrained, train_ds, make_loader):
+    dl = make_loader(train_ds, n=50)
+    pretrained.requires_grad_(False)
+    with pytest.raises(InputError, match=r"requires_grad_\(True\)"):
+        SafeBox.wrap(pretrained, dl, val_loader=dl, device="cpu", progress=False, **NORM)
+
+
+def test_a_nan_key_is_named_not_blamed_on_lr(pretrained, train_ds, make_loader):
+    dl = make_loader(train_ds, n=50)
+    tensor = torch.randn(3, 32, 32)
+    tensor[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="finite key values"):
+        SafeBox.wrap(pretrained, dl, val_loader=dl, key=Key(tensor), device="cpu", progress=False, **NORM)
+
+
+def test_cudnn_benchmark_is_put_back(monkeypatch):
+    """Resolving the fast path used to switch cudnn.benchmark on for the whole process."""
+    from sdbox.fastpath import FastPath
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    fast = FastPath().resolve("cuda")
+    assert torch.backends.cudnn.benchmark is False
+    with fast.running_on("cuda"):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark is False
+    with pytest.raises(RuntimeError):
+        with fast.running_on("cuda"):
+            raise RuntimeError("a failed wrap")
+    assert torch.backends.cudnn.benchmark is False

@@ -29,6 +29,7 @@ from ..errors import FidelityError
 from ..evaluate import evaluate
 from ..key import Key
 from ..proxy import mix
+from ..restoring import global_rng_kept
 from ..teacher import KeyedTeacher
 from . import models
 from .presets import Preset, get_preset, method_settings
@@ -50,6 +51,7 @@ def log(message: str) -> None:
     print(f"[sdbox {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+@global_rng_kept()  # the steps seed torch for reproducible runs; the caller's random stream is left as found
 def run_benchmark(
     data: str | os.PathLike | None = None,
     preset: str | Preset = "cpu",
