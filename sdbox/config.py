@@ -7,13 +7,13 @@ Loading tolerates unknown keys (a newer sdbox may add fields) and rejects damage
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import BundleError
+from .inputs import finite_number
 from .key import MAX_CHANNELS, MAX_SIDE
 
 BOX_FORMAT_VERSION = 1
@@ -92,7 +92,8 @@ class BoxConfig:
                       input_size=cfg["input_size"], mean=cfg["mean"], std=cfg["std"])  # pretrained_cfg wins
         config = cls(**values)
         config.validate(source)
-        config.input_size, config.mean, config.std = tuple(config.input_size), tuple(config.mean), tuple(config.std)
+        config.input_size = tuple(config.input_size)
+        config.mean, config.std = tuple(float(m) for m in config.mean), tuple(float(s) for s in config.std)
         if "key_shape" in sd and sd["key_shape"] != list(config.input_size):
             raise BundleError(f"{source} is inconsistent: key_shape {str(sd['key_shape'])[:40]} ≠ input_size {list(config.input_size)}. The file was edited; {_RESTORE}")
         return config
@@ -111,13 +112,13 @@ class BoxConfig:
                f"3 positive integers (C, H, W) with C ≤ {MAX_CHANNELS} and H, W ≤ {MAX_SIDE}", size)
         for name in ("mean", "std"):
             values = getattr(self, name)
-            _check(isinstance(values, (list, tuple)) and len(values) == size[0] and all(_is_number(v) for v in values),
+            _check(isinstance(values, (list, tuple)) and len(values) == size[0] and all(finite_number(v) for v in values),
                    source, name, f"{size[0]} finite numbers (one per channel)", values)
         _check(all(v > 0 for v in self.std), source, "std", "values > 0", self.std)
-        _check(_is_number(self.lam) and 0 < self.lam < 1, source, "lam", "a number in (0, 1)", self.lam)
-        _check(_is_number(self.t_dis) and self.t_dis > 0, source, "t_dis", "a finite number > 0", self.t_dis)
+        _check(finite_number(self.lam) and 0 < self.lam < 1, source, "lam", "a number in (0, 1)", self.lam)
+        _check(finite_number(self.t_dis) and self.t_dis > 0, source, "t_dis", "a finite number > 0", self.t_dis)
         for name in ("omega", "eta"):
-            _check(_is_number(getattr(self, name)) and getattr(self, name) >= 0, source, name, "a finite number ≥ 0", getattr(self, name))
+            _check(finite_number(getattr(self, name)) and getattr(self, name) >= 0, source, name, "a finite number ≥ 0", getattr(self, name))
         _check(isinstance(self.key_fingerprint, str) and _SHA256.fullmatch(self.key_fingerprint) is not None,
                source, "key_fingerprint", "64 hex digits", self.key_fingerprint)
         _check(self.weights_sha256 is None or (isinstance(self.weights_sha256, str) and _SHA256.fullmatch(self.weights_sha256) is not None),
@@ -125,7 +126,7 @@ class BoxConfig:
         _check(self.model_library in ("timm", "torchvision", "custom"), source, "model_library", "timm, torchvision or custom", self.model_library)
         _check(isinstance(self.normalization_source, str) and len(self.normalization_source) <= 200, source, "normalization_source",
                "a short string", self.normalization_source)
-        _check(isinstance(self.fidelity, dict) and all(isinstance(k, str) and _is_number(v) for k, v in self.fidelity.items()),
+        _check(isinstance(self.fidelity, dict) and all(isinstance(k, str) and finite_number(v) for k, v in self.fidelity.items()),
                source, "fidelity", "a map of names to finite numbers", self.fidelity)
         _check(self.report is None or isinstance(self.report, dict), source, "report", "an object or null", self.report)
 
@@ -139,10 +140,6 @@ MAX_CLASSES = 100_000
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check(ok: bool, source: str, name: str, expected: str, got: Any) -> None:

@@ -20,8 +20,16 @@ from .errors import InputError
 
 
 def finite_number(value: Any) -> bool:
-    """A real, finite number, and not a bool (``True`` is an int to Python, never a setting)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    """A real, finite number, and not a bool (``True`` is an int to Python, never a setting).
+
+    An int too large for a float (JSON allows 4,300 digits) is not finite for sdbox's purposes.
+    """
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def check_temperature(T: Any, name: str = "T") -> float:

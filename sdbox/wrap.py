@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from . import checkpoint
 from .errors import CheckpointError, FidelityError, InputError, NonFiniteLossError
 from .evaluate import evaluate
-from .inputs import batch_of_one_message, check_labels, has_batchnorm, length
+from .inputs import batch_of_one_message, check_labels, finite_number, has_batchnorm, length
 from .key import Key
 from .losses import augmentation_loss, classification_loss, disturbance_loss, preservation_loss, uniqueness_loss
 from .proxy import mix
@@ -58,7 +57,7 @@ class SDBSettings:
     def __post_init__(self) -> None:
         for name in ("lam", "t_dis", "omega", "eta", "uniqueness"):
             value = getattr(self, name)
-            if not _finite_number(value):
+            if not finite_number(value):
                 raise ValueError(f"Expected `{name}` to be a finite number, but got {value!r}.")
         if not 0.0 < self.lam < 1.0:
             raise ValueError(f"Expected `lam` in (0, 1), but got {self.lam}.")
@@ -257,7 +256,7 @@ def fine_tune(
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"Expected `epochs` an integer ≥ 1, but got {epochs!r}.")
-    if not _finite_number(lr) or lr <= 0:
+    if not finite_number(lr) or lr <= 0:
         raise ValueError(f"Expected `lr` a finite number > 0, but got {lr!r}.")
     fast = (fast or FastPath()).resolve(device)
     came_training, came_channels_last = model.training, _is_channels_last(model)
@@ -385,10 +384,6 @@ def _train(
             "`checkpoint_dir` if you change any of these."
         )
     return state
-
-
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _read_means(sums: dict[str, torch.Tensor], steps: int) -> dict[str, float]:

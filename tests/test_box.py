@@ -402,3 +402,9 @@ def test_pathological_json_is_a_bundle_error(damaged, tiny_cls, text):
     (damaged / "config.json").write_text(text, errors="surrogatepass")
     with pytest.raises(BundleError, match="not valid JSON|sdbox config"):
         SafeBox.from_pretrained(damaged, model=tiny_cls())
+
+
+def test_a_config_value_too_large_for_a_float_is_named(damaged, tiny_cls):
+    edit_config(damaged, lambda c: c["pretrained_cfg"].update({"mean": [10**400, 0.5, 0.5]}))
+    with pytest.raises(BundleError, match="`mean`"):
+        SafeBox.from_pretrained(damaged, model=tiny_cls())

@@ -40,7 +40,7 @@ TALLY: dict[str, Counter] = {"key": Counter(), "config": Counter(), "weights": C
 # mean something to safetensors, timm or float().
 ODD_STRINGS = st.sampled_from(["F16", "BF16", "I64", "U8", "F32", "F64", "BOOL", "local-dir:/etc", "hf-hub:someone/repo",
                                "abc", "1", "0", "-1", "nan", "inf", "1e400", "", "key", "0.5", "../x", "__metadata__"])
-SCALARS = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.sampled_from([0, 1, 2, 3, -1, 10**9, 2**63])
+SCALARS = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.sampled_from([0, 1, 2, 3, -1, 10**9, 2**63, 10**400])
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12) | ODD_STRINGS)
 JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6) | ODD_STRINGS, inner, max_size=4),
                            max_leaves=8)
