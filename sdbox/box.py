@@ -157,7 +157,8 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
                 "best_epoch": result.best_epoch,
             },
         )
-        box = cls(model, config).train(model.training)  # the box's own flag follows the model it holds
+        box = cls(model, config)
+        box.training = model.training  # the box's own flag only: the model keeps each submodule's mode
         box._key = key
         box.wrap_result = result
         return box

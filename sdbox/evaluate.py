@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from .losses import kd_loss
 from .proxy import mix
+from .restoring import eval_mode
 
 
 @torch.inference_mode()
@@ -28,22 +29,20 @@ def evaluate(
     reference's and the model's clean soft labels: how far the box has moved its soft labels
     away from what a student would otherwise learn — wrap's measure of protection.
     """
-    was_training = model.training
-    model.eval()
     if key is not None:
         key = key.to(device)
     correct = torch.zeros((), device=device)
     divergence = torch.zeros((), device=device)
     seen = 0
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        inputs = mix(x, key, lam) if key is not None else x
-        logits = model(inputs)
-        correct += (logits.argmax(1) == y).sum()
-        if reference is not None:
-            divergence += kd_loss(logits, reference(x), t_dis) * len(y)
-        seen += len(y)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            inputs = mix(x, key, lam) if key is not None else x
+            logits = model(inputs)
+            correct += (logits.argmax(1) == y).sum()
+            if reference is not None:
+                divergence += kd_loss(logits, reference(x), t_dis) * len(y)
+            seen += len(y)
     if seen == 0:
         raise ValueError("Expected a non-empty evaluation loader, but it yielded no batches.")
     result = {"acc": 100.0 * correct.item() / seen, "images": seen}

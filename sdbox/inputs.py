@@ -17,6 +17,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 
 from .errors import InputError
+from .restoring import eval_mode
 
 
 def finite_number(value: Any) -> bool:
@@ -123,15 +124,11 @@ def check_trainable(model: nn.Module) -> None:
 
 def check_classifier(model: nn.Module, x: torch.Tensor) -> int:
     """Run two images through ``model``; return the number of classes or raise InputError."""
-    was_training = model.training
-    model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), eval_mode(model):
             out = model(x[:2])
     except Exception as e:  # the user's model may fail in any way; say what we tried
         raise InputError(f"The model failed on a batch of shape {tuple(x[:2].shape)} from the loader: {e}") from e
-    finally:
-        model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(x[:2]) or out.shape[1] < 2:
         raise InputError(
             "Expected a classifier that maps (N, C, H, W) images to (N, num_classes) logits, but the "

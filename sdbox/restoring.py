@@ -30,6 +30,18 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = True
 
 
+@contextlib.contextmanager
+def modes_kept(model: nn.Module) -> Iterator[nn.Module]:
+    """Let the block switch ``model`` between train and eval freely; afterwards every submodule
+    has the mode it had before (mixed modes included), on success and on failure."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def _cuda_devices() -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 

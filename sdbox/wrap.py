@@ -28,7 +28,7 @@ from .losses import augmentation_loss, classification_loss, disturbance_loss, pr
 from .proxy import mix
 from .progress import progress_bar
 from .fastpath import FastPath
-from .restoring import seeded
+from .restoring import modes_kept, seeded
 
 
 @dataclass
@@ -203,6 +203,10 @@ _NONFINITE_FIXES = {
 }
 
 
+_RETRY = ("Your model keeps its original weights; wrap it again with the new value (and an empty `checkpoint_dir`: "
+          "a checkpoint resumes only the same model and arguments).")
+
+
 @dataclass
 class WrapResult:
     """What the fine-tune measured: the fidelity figures, the chosen epoch and the curves.
@@ -255,15 +259,15 @@ def fine_tune(
     ``checkpoint_dir`` is deleted after success unless ``keep_checkpoint``.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"Expected `epochs` an integer ≥ 1, but got {epochs!r}.")
+        raise ValueError(f"Expected `epochs` to be an integer ≥ 1, but got {epochs!r}.")
     if not finite_number(lr) or lr <= 0:
-        raise ValueError(f"Expected `lr` a finite number > 0, but got {lr!r}.")
+        raise ValueError(f"Expected `lr` to be a finite number > 0, but got {lr!r}.")
     fast = (fast or FastPath()).resolve(device)
-    came_training, came_channels_last = model.training, _is_channels_last(model)
+    came_channels_last = _is_channels_last(model)
     ckpt = checkpoint.checkpoint_path(checkpoint_dir) if checkpoint_dir is not None else None
     identity = checkpoint.belongs_to(model, settings, lr, epochs, loader) if ckpt is not None else {}
     made_folder = ckpt is not None and not ckpt.parent.exists()
-    with fast.running_on(device):
+    with fast.running_on(device), modes_kept(model):
         fast.prepare(model.to(device))
         frozen = FrozenModels.from_model(model, with_random=settings.preservation and settings.eta > 0)
         try:
@@ -275,7 +279,6 @@ def fine_tune(
             model.load_state_dict(frozen.original.state_dict())
             raise
         finally:
-            model.train(came_training)
             if fast.channels_last and not came_channels_last:  # hand the model back in the layout it came in
                 model.to(memory_format=torch.contiguous_format)
     kept = None
@@ -394,10 +397,10 @@ def _read_means(sums: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
         if name != "total" and not math.isfinite(value):
             raise NonFiniteLossError(
                 f"The loss term `{name}` became {value} during wrapping: {_NONFINITE_FIXES.get(name, 'lower `lr`')}. "
-                "Resume from `checkpoint_dir` after changing it; the last good epoch is kept there."
+                f"{_RETRY}"
             )
     if not math.isfinite(means["total"]):
-        raise NonFiniteLossError(f"The total loss became {means['total']}: {_NONFINITE_FIXES['total']}.")
+        raise NonFiniteLossError(f"The total loss became {means['total']}: {_NONFINITE_FIXES['total']}. {_RETRY}")
     return means
 
 

@@ -269,11 +269,16 @@ def test_checkpoint_is_deleted_after_a_successful_wrap_unless_kept(pretrained, t
     train = make_loader(train_ds, n=50)
     box = SafeBox.wrap(copy.deepcopy(pretrained), train, checkpoint_dir=tmp_path / "ckpt", **kwargs)
     assert not (tmp_path / "ckpt").exists() and box.wrap_result.kept_checkpoint is None
+    stale = tmp_path / "kept" / "wrap_state.pt.tmp"  # a world-readable leftover at the old fixed temp name
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
+    stale.chmod(0o644)
     kept = SafeBox.wrap(copy.deepcopy(pretrained), train, checkpoint_dir=tmp_path / "kept", keep_checkpoint=True, **kwargs)
     path = tmp_path / "kept" / "wrap_state.pt"
     assert kept.wrap_result.kept_checkpoint == str(path)
     assert path.is_file() and stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["wrap_state.pt"]  # no temp file left
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["wrap_state.pt", "wrap_state.pt.tmp"]  # no new temp file
+    assert stale.read_bytes() == b"old"
 
 
 def test_resume_refuses_a_checkpoint_of_another_wrap_naming_the_difference(pretrained, tiny_cls, train_ds, test_ds, make_loader, tmp_path):
@@ -328,10 +333,17 @@ def test_a_failed_wrap_gives_the_model_its_weights_and_mode_back(pretrained, tra
 
 
 def test_wrap_hands_the_model_back_in_the_mode_it_came_in(pretrained, train_ds, test_ds, make_loader):
+    """It used to come back in eval mode whatever mode it came in."""
+    pretrained.eval()
+    pretrained.features[1].train()  # mixed modes, e.g. a user re-estimating one BatchNorm's statistics
+    modes = [m.training for m in pretrained.modules()]
+    box = SafeBox.wrap(pretrained, make_loader(train_ds, n=50), val_loader=make_loader(test_ds, n=50), epochs=1,
+                       max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    assert [m.training for m in pretrained.modules()] == modes and box.model is pretrained
     pretrained.train()
     box = SafeBox.wrap(pretrained, make_loader(train_ds, n=50), val_loader=make_loader(test_ds, n=50), epochs=1,
                        max_accuracy_drop=100, device="cpu", progress=False, **NORM)
-    assert pretrained.training and box.training and box.model is pretrained
+    assert pretrained.training and box.training
 
 
 # --------------------------------------------------------------------------- non-finite losses
