@@ -157,10 +157,10 @@ def test_wrap_with_the_guard_on_keeps_accuracy_within_the_allowed_drop(pretraine
     torch.manual_seed(0)
     val = make_loader(test_ds, n=100)
     before = evaluate(pretrained, val)["acc"]
-    box = SafeBox.wrap(pretrained, make_loader(train_ds, n=100, batch_size=25, shuffle=True), val_loader=val, epochs=2, lr=0.002,
+    box = SafeBox.wrap(pretrained, make_loader(train_ds, n=100, batch_size=25, shuffle=True), val_loader=val, epochs=1, lr=0.002,
                        omega=0.05, max_accuracy_drop=5.0, device="cpu", progress=False, **NORM)
     result = box.wrap_result
-    assert result.clean_acc_before == pytest.approx(before) and result.best_epoch in (1, 2)
+    assert result.clean_acc_before == pytest.approx(before) and result.best_epoch == 1
     assert result.clean_acc_after >= result.clean_acc_before - 5.0 and result.keyed_acc_after >= result.clean_acc_before - 5.0
     box.eval()
     assert evaluate(box, val)["acc"] == pytest.approx(result.clean_acc_after)
