@@ -29,7 +29,7 @@ from .errors import BundleError, SdboxError, WrongKeyError
 from .key import Key
 from .fastpath import FastPath
 from .files import atomic_path, write_text
-from .inputs import check_batch_of_one, check_classifier, check_labels, check_trainable, first_batch, split_holdout
+from .inputs import check_batch_of_one, check_classifier, check_labels, check_trainable, finite_number, first_batch, split_holdout
 from .wrap import SDBSettings, WrapResult, fine_tune, saved_key
 
 CONFIG_NAME = "config.json"
@@ -118,7 +118,7 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
-        if isinstance(max_accuracy_drop, bool) or not isinstance(max_accuracy_drop, (int, float)) or not 0 <= max_accuracy_drop <= 100:
+        if not finite_number(max_accuracy_drop) or not 0 <= max_accuracy_drop <= 100:
             raise ValueError(f"Expected `max_accuracy_drop` in [0, 100] points, but got {max_accuracy_drop!r}.")
         check_trainable(model)
         x, y = first_batch(loader)

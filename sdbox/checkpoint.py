@@ -15,7 +15,7 @@ import hashlib
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.nn as nn
@@ -91,15 +91,23 @@ def check_matches(payload: dict[str, Any], path: Path, key: Key, identity: dict[
             f"The checkpoint in {path.parent} was made with another key: pass the key it was started "
             f"with (`key=Key.load(...)`), or {_START_OVER}."
         )
-    saved = payload["belongs_to"]
-    for name, now in identity.items():
-        if saved.get(name) != now:
-            then = saved.get(name)
-            shown = ("another model's weights", "this model's weights") if name == "model_weights_sha256" else (then, now)
-            raise CheckpointError(
-                f"The checkpoint in {path.parent} belongs to another wrap: its `{name}` was {shown[0]}, now {shown[1]}. "
-                f"Resume with the same model (its weights from before the interrupted wrap) and the same arguments, or {_START_OVER}."
-            )
+    for name, then, now in _differences(payload["belongs_to"], identity):
+        change = "differs (it started from other weights)" if name == "model_weights_sha256" else f"was {then!r}, now {now!r}"
+        raise CheckpointError(
+            f"The checkpoint in {path.parent} belongs to another wrap: its `{name}` {change}. "
+            f"Resume with the same model (its weights from before the interrupted wrap) and the same arguments, or {_START_OVER}."
+        )
+
+
+def _differences(saved: Any, now: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+    """(field, saved value, current value) for each field that differs; settings field by field."""
+    saved = saved if isinstance(saved, dict) else {}
+    for name, value in now.items():
+        then = saved.get(name)
+        if isinstance(then, dict) and isinstance(value, dict):
+            yield from ((f"{name}.{k}", then.get(k), v) for k, v in value.items() if then.get(k) != v)
+        elif then != value:
+            yield name, then, value
 
 
 def remove(path: Path, remove_folder: bool) -> None:

@@ -290,8 +290,8 @@ def test_resume_refuses_a_checkpoint_of_another_wrap_naming_the_difference(pretr
     other_model = tiny_cls().eval()  # same class, other weights
     cases = [
         (copy.deepcopy(pretrained), train, {**same, "key": Key.generate((3, 32, 32))}, "another key"),
-        (other_model, train, same, r"`model_weights_sha256`.*same model"),
-        (copy.deepcopy(pretrained), train, {**same, "omega": 0.5}, r"`settings`"),
+        (other_model, train, same, r"`model_weights_sha256` differs.*same model"),
+        (copy.deepcopy(pretrained), train, {**same, "omega": 0.5}, r"`settings.omega` was 0.1, now 0.5"),
         (copy.deepcopy(pretrained), train, {**same, "lr": 0.02}, r"`lr` was 0.01, now 0.02"),
         (copy.deepcopy(pretrained), train, {**same, "epochs": 2}, r"`epochs` was 1, now 2"),
         (copy.deepcopy(pretrained), make_loader(train_ds, n=100), same, r"`train_batches` was 1, now 2"),
