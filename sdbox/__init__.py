@@ -8,6 +8,7 @@ from .distill import distill, kd_loss
 from .fastpath import FastPath
 from .errors import (
     BundleError,
+    CheckpointError,
     FidelityError,
     InputError,
     KeyFileError,
@@ -24,5 +25,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SafeBox", "Key", "KeyedTeacher", "SDBSettings", "FastPath", "mix", "kd_loss", "distill",
-    "SdboxError", "WrongKeyError", "KeyFileError", "BundleError", "FidelityError", "NonFiniteLossError", "InputError",
+    "SdboxError", "WrongKeyError", "KeyFileError", "BundleError", "CheckpointError", "FidelityError", "NonFiniteLossError", "InputError",
 ]

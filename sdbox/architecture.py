@@ -45,14 +45,22 @@ def _torchvision_name(model: nn.Module, num_classes: int) -> str | None:
 
 
 def build(library: str, architecture: str, num_classes: int) -> nn.Module:
-    """Rebuild an untrained model of the named architecture (weights come from the bundle)."""
+    """Rebuild an untrained model of the named architecture (weights come from the bundle).
+
+    Only names the library registers are built: timm also reads ``hf-hub:`` and ``local-dir:``
+    prefixes, which would let a bundle make sdbox fetch another repo or read another folder.
+    """
     if library == "timm":
         import timm
 
+        if ":" in architecture or not timm.is_model(architecture):
+            raise ValueError(f"timm has no model named {architecture!r}: upgrade timm, or pass an instance with `model=`.")
         return timm.create_model(architecture, pretrained=False, num_classes=num_classes)
     if library == "torchvision":
         import torchvision.models as tvm
 
+        if architecture not in tvm.list_models(module=tvm):
+            raise ValueError(f"torchvision has no model named {architecture!r}: upgrade torchvision, or pass an instance with `model=`.")
         return tvm.get_model(architecture, weights=None, num_classes=num_classes)
     raise ValueError(
         f"This box wraps a custom model ({architecture}); sdbox cannot rebuild it by name. "

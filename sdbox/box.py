@@ -28,11 +28,14 @@ from .evaluate import evaluate
 from .errors import BundleError, SdboxError, WrongKeyError
 from .key import Key
 from .fastpath import FastPath
-from .wrap import SDBSettings, WrapResult, check_classifier, fine_tune, first_batch, saved_key, split_holdout
+from .files import atomic_path, write_text
+from .inputs import check_batch_of_one, check_classifier, check_labels, check_trainable, finite_number, first_batch, split_holdout
+from .wrap import SDBSettings, WrapResult, fine_tune, saved_key
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+MAX_CONFIG_BYTES = 16 << 20  # a config with a full protection report is a few kB
 
 
 class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "safe-distillation-box"]):
@@ -59,6 +62,11 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
             )
         return self._key
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (``torch.save(box)``, multiprocessing, ``copy.deepcopy``) never carries the key:
+        a pickled box is as public as a bundle. Attach the key again with ``KeyedTeacher(box, key)``."""
+        return {**super().__getstate__(), "_key": None}
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -81,6 +89,7 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         max_accuracy_drop: float = 1.0,
         device: str | torch.device | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
+        keep_checkpoint: bool = False,
         progress: bool = True,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -97,19 +106,29 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         ``settings`` overrides lam/omega/eta/t_dis and switches terms off for ablations.
         ``fast`` (a :class:`~sdbox.fastpath.FastPath`) sets bf16 autocast, channels_last and
         torch.compile; by default the first two are on for CUDA and everything is off on CPU.
+
+        The model comes back in the train/eval mode it came in, and so does the box (which holds
+        it): call ``box.eval()`` before inference if it was training. If wrap fails (the fidelity
+        guard, a non-finite loss, Ctrl-C) the model gets its original weights back.
+        ``checkpoint_dir`` makes an interrupted wrap resume; the checkpoint holds the key and
+        the original model, so it is deleted once the wrap succeeds unless ``keep_checkpoint``
+        (``box.wrap_result.kept_checkpoint`` says where it stays).
         """
         settings = settings or SDBSettings(lam=lam, t_dis=t_dis, omega=omega, eta=eta)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
-        if not 0 <= max_accuracy_drop <= 100:
-            raise ValueError(f"Expected `max_accuracy_drop` in [0, 100] points, but got {max_accuracy_drop}.")
-        x, _ = first_batch(loader)
+        if not finite_number(max_accuracy_drop) or not 0 <= max_accuracy_drop <= 100:
+            raise ValueError(f"Expected `max_accuracy_drop` in [0, 100] points, but got {max_accuracy_drop!r}.")
+        check_trainable(model)
+        x, y = first_batch(loader)
         num_classes = check_classifier(model.to(device), x.to(device))
+        check_labels(y, num_classes, always=True)
         if val_loader is None:
             loader, val_loader = split_holdout(loader)
         else:
-            first_batch(val_loader, "val_loader")
+            check_labels(first_batch(val_loader, "val_loader")[1], num_classes, always=True)
+        check_batch_of_one(loader, model)
         norm = resolve_normalization(model, x, mean, std, weights)
         input_size = tuple(x.shape[1:])
         if key is None and checkpoint_dir is not None:
@@ -121,9 +140,9 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         if key.lam != settings.lam:
             raise ValueError(f"The key was made for lam={key.lam} but wrap was asked for lam={settings.lam}: pass the same `lam`.")
         result = fine_tune(
-            model, loader, val_loader, key, settings, epochs=epochs, lr=lr,
-            max_accuracy_drop=max_accuracy_drop, device=device, checkpoint_dir=checkpoint_dir, progress=progress,
-            fast=fast,
+            model, loader, val_loader, key, settings, num_classes=num_classes, epochs=epochs, lr=lr,
+            max_accuracy_drop=max_accuracy_drop, device=device, checkpoint_dir=checkpoint_dir,
+            keep_checkpoint=keep_checkpoint, progress=progress, fast=fast,
         )
         library, name = architecture.describe(model, num_classes)
         config = BoxConfig(
@@ -138,7 +157,8 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
                 "best_epoch": result.best_epoch,
             },
         )
-        box = cls(model, config).eval()  # the box itself too, not only its inner model
+        box = cls(model, config)
+        box.training = model.training  # the box's own flag only: the model keeps each submodule's mode
         box._key = key
         box.wrap_result = result
         return box
@@ -169,10 +189,11 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
     def _save_pretrained(self, save_directory: Path) -> None:
         save_directory = Path(save_directory)
         weights = save_directory / WEIGHTS_NAME
-        save_model(self.model, str(weights))
+        with atomic_path(weights) as tmp:
+            save_model(self.model, str(tmp))
         self.box_config.weights_sha256 = _sha256(weights)
-        (save_directory / CONFIG_NAME).write_text(json.dumps(self.box_config.to_json(), indent=2))
-        (save_directory / CARD_NAME).write_text(model_card(self.box_config, self.report_markdown))
+        write_text(save_directory / CONFIG_NAME, json.dumps(self.box_config.to_json(), indent=2))
+        write_text(save_directory / CARD_NAME, model_card(self.box_config, self.report_markdown))
 
     @classmethod
     def from_pretrained(
@@ -229,12 +250,7 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
             except HFValidationError:
                 raise BundleError(f"{model_id!r} is neither a local folder nor a Hub repo id ('org/name'): check the path.") from None
 
-        config_path = fetch(CONFIG_NAME)
-        try:
-            raw = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BundleError(f"{config_path} is not valid JSON ({e}): the bundle is damaged; download it again.") from None
-        config = BoxConfig.from_json(raw, str(config_path))
+        config = read_config(fetch(CONFIG_NAME))
         weights_path = fetch(WEIGHTS_NAME)
         if config.weights_sha256 is not None and _sha256(weights_path) != config.weights_sha256:
             raise BundleError(f"{weights_path} does not match the checksum in config.json: the weights file is damaged or was replaced; download the bundle again.")
@@ -243,13 +259,33 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
                 model = architecture.build(config.model_library, config.architecture, config.num_classes)
             except ValueError as e:
                 raise BundleError(str(e)) from None
-        try:
-            load_model(model, str(weights_path), strict=True, device=str(map_location))
-        except SafetensorError as e:
-            raise BundleError(f"{weights_path} is not a readable safetensors file ({e}): download the bundle again.") from None
-        except RuntimeError as e:
-            raise BundleError(f"The weights in {weights_path} do not fit the model {config.architecture}: {str(e).splitlines()[0]}. Pass the matching `model=`.") from None
+        load_weights(model, weights_path, config.architecture, map_location)
         return cls(model.to(map_location), config).eval()
+
+
+def read_config(path: Path) -> BoxConfig:
+    """Parse a bundle's config.json: bounded in size, every field checked (:meth:`BoxConfig.from_json`)."""
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise BundleError(f"{path} is {path.stat().st_size} bytes, more than any sdbox config ({MAX_CONFIG_BYTES}): the bundle is damaged; download it again.")
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # JSONDecodeError, too many digits, too deep
+        raise BundleError(f"{path} is not valid JSON ({type(e).__name__}: {str(e)[:100]}): the bundle is damaged; download it again.") from None
+    return BoxConfig.from_json(raw, str(path))
+
+
+def load_weights(model: nn.Module, path: Path, architecture_name: str, map_location: str | torch.device = "cpu") -> None:
+    """Fill ``model`` from a bundle's model.safetensors (no pickle); any damage is a BundleError.
+
+    safetensors checks the header against the file's length before it reads a tensor, so a
+    hostile header cannot make this allocate more than the file holds.
+    """
+    try:
+        load_model(model, str(path), strict=True, device=str(map_location))
+    except (SafetensorError, ValueError, OSError) as e:
+        raise BundleError(f"{path} is not a readable safetensors file ({str(e)[:200]}): download the bundle again.") from None
+    except RuntimeError as e:
+        raise BundleError(f"The weights in {path} do not fit the model {architecture_name}: {str(e).splitlines()[0][:300]}. Pass the matching `model=`.") from None
 
 
 def _sha256(path: Path) -> str:

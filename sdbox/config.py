@@ -7,13 +7,14 @@ Loading tolerates unknown keys (a newer sdbox may add fields) and rejects damage
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import BundleError
+from .inputs import finite_number
+from .key import MAX_CHANNELS, MAX_SIDE
 
 BOX_FORMAT_VERSION = 1
 
@@ -68,51 +69,81 @@ class BoxConfig:
 
     @classmethod
     def from_json(cls, data: Any, source: str = "config.json") -> "BoxConfig":
-        try:
-            sd = dict(data["sdbox"])
-            cfg = data["pretrained_cfg"]
-            values = {
-                "architecture": data["architecture"],
-                "num_classes": data["num_classes"],
-                "input_size": tuple(cfg["input_size"]),
-                "mean": tuple(cfg["mean"]),
-                "std": tuple(cfg["std"]),
-            }
-        except (KeyError, TypeError, ValueError) as e:
-            raise BundleError(f"{source} is not an sdbox config (missing {e}): load a folder that `save_pretrained` wrote.") from None
+        """Build a config from parsed JSON, which is untrusted: a bundle can come from anyone.
+
+        Every field's type and range is checked before anything uses it (:meth:`validate`), so a
+        hand-edited or hostile config fails here with a BundleError naming the field, never later
+        in torch, timm or the model card.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("sdbox"), dict) or not isinstance(data.get("pretrained_cfg"), dict):
+            raise BundleError(f"{source} is not an sdbox config (no `sdbox` and `pretrained_cfg` sections): load a folder that `save_pretrained` wrote.")
+        sd, cfg = data["sdbox"], data["pretrained_cfg"]
+        missing = [name for name in ("architecture", "num_classes") if name not in data]
+        missing += [name for name in ("input_size", "mean", "std") if name not in cfg]
+        missing += [name for name in ("key_fingerprint",) if name not in sd]
+        if missing:
+            raise BundleError(f"{source} is not an sdbox config (missing {missing}): load a folder that `save_pretrained` wrote.")
         known = {f.name for f in fields(cls)}
         unknown = set(sd) - known - {"key_shape"}
         if unknown:
-            warnings.warn(f"{source}: ignoring unknown sdbox fields {sorted(unknown)} (written by a newer sdbox?)", stacklevel=3)
-        values.update({k: v for k, v in sd.items() if k in known and k not in values})  # pretrained_cfg wins
+            warnings.warn(f"{source}: ignoring unknown sdbox fields {sorted(map(str, unknown))[:10]} (written by a newer sdbox?)", stacklevel=3)
+        values = {k: v for k, v in sd.items() if k in known}
+        values.update(architecture=data["architecture"], num_classes=data["num_classes"],
+                      input_size=cfg["input_size"], mean=cfg["mean"], std=cfg["std"])  # pretrained_cfg wins
         config = cls(**values)
-        if "key_shape" in sd and (not isinstance(sd["key_shape"], list) or tuple(sd["key_shape"]) != tuple(config.input_size)):
-            raise BundleError(f"{source} is inconsistent: key_shape {sd['key_shape']} ≠ input_size {list(config.input_size)}. The file was edited; restore it.")
         config.validate(source)
+        config.input_size = tuple(config.input_size)
+        config.mean, config.std = tuple(float(m) for m in config.mean), tuple(float(s) for s in config.std)
+        if "key_shape" in sd and sd["key_shape"] != list(config.input_size):
+            raise BundleError(f"{source} is inconsistent: key_shape {str(sd['key_shape'])[:40]} ≠ input_size {list(config.input_size)}. The file was edited; {_RESTORE}")
         return config
 
     def validate(self, source: str = "config") -> None:
         """Reject values no sdbox writes: a damaged or hand-edited config fails here, not in torch."""
-        problems = []
+        _check(_is_int(self.format_version) and 1 <= self.format_version, source, "format_version", "an integer ≥ 1", self.format_version)
         if self.format_version > BOX_FORMAT_VERSION:
-            problems.append(f"format_version {self.format_version} is newer than this sdbox ({BOX_FORMAT_VERSION}); upgrade sdbox")
-        if not isinstance(self.num_classes, int) or self.num_classes < 2:
-            problems.append(f"num_classes must be an integer ≥ 2, got {self.num_classes!r}")
-        if len(self.input_size) != 3 or not all(isinstance(s, int) and s > 0 for s in self.input_size):
-            problems.append(f"input_size must be 3 positive integers (C, H, W), got {list(self.input_size)}")
-        elif len(self.mean) != self.input_size[0] or len(self.std) != self.input_size[0]:
-            problems.append(f"mean/std must have {self.input_size[0]} values, got {len(self.mean)} and {len(self.std)}")
-        if any(not isinstance(m, (int, float)) or not math.isfinite(m) for m in self.mean):
-            problems.append(f"mean values must be finite numbers, got {list(self.mean)}")
-        if any(not isinstance(s, (int, float)) or not (s > 0 and math.isfinite(s)) for s in self.std):
-            problems.append(f"std values must be > 0, got {list(self.std)}")
-        if not isinstance(self.lam, (int, float)) or not 0 < self.lam < 1:
-            problems.append(f"lam must be in (0, 1), got {self.lam!r}")
-        if not isinstance(self.t_dis, (int, float)) or not (self.t_dis > 0 and math.isfinite(self.t_dis)):
-            problems.append(f"t_dis must be > 0, got {self.t_dis!r}")
-        if not isinstance(self.key_fingerprint, str) or not re.fullmatch(r"[0-9a-f]{64}", self.key_fingerprint):
-            problems.append("key_fingerprint must be 64 hex digits")
-        if self.model_library not in ("timm", "torchvision", "custom"):
-            problems.append(f"model_library must be timm, torchvision or custom, got {self.model_library!r}")
-        if problems:
-            raise BundleError(f"{source} is damaged or was edited by hand: " + "; ".join(problems) + ". Restore it from the published bundle.")
+            raise BundleError(f"{source} has format_version {self.format_version}, newer than this sdbox ({BOX_FORMAT_VERSION}): upgrade sdbox.")
+        _check(isinstance(self.architecture, str) and _PLAIN_NAME.fullmatch(self.architecture) is not None, source, "architecture",
+               "a plain model name (letters, digits, `_ . -`; no `hf-hub:`/`local-dir:` prefix or path)", self.architecture)
+        _check(_is_int(self.num_classes) and 2 <= self.num_classes <= MAX_CLASSES, source, "num_classes", f"an integer in [2, {MAX_CLASSES}]", self.num_classes)
+        size = self.input_size
+        _check(isinstance(size, (list, tuple)) and len(size) == 3 and all(_is_int(v) and v > 0 for v in size)
+               and size[0] <= MAX_CHANNELS and size[1] <= MAX_SIDE and size[2] <= MAX_SIDE, source, "input_size",
+               f"3 positive integers (C, H, W) with C ≤ {MAX_CHANNELS} and H, W ≤ {MAX_SIDE}", size)
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            _check(isinstance(values, (list, tuple)) and len(values) == size[0] and all(finite_number(v) for v in values),
+                   source, name, f"{size[0]} finite numbers (one per channel)", values)
+        _check(all(v > 0 for v in self.std), source, "std", "values > 0", self.std)
+        _check(finite_number(self.lam) and 0 < self.lam < 1, source, "lam", "a number in (0, 1)", self.lam)
+        _check(finite_number(self.t_dis) and self.t_dis > 0, source, "t_dis", "a finite number > 0", self.t_dis)
+        for name in ("omega", "eta"):
+            _check(finite_number(getattr(self, name)) and getattr(self, name) >= 0, source, name, "a finite number ≥ 0", getattr(self, name))
+        _check(isinstance(self.key_fingerprint, str) and _SHA256.fullmatch(self.key_fingerprint) is not None,
+               source, "key_fingerprint", "64 hex digits", self.key_fingerprint)
+        _check(self.weights_sha256 is None or (isinstance(self.weights_sha256, str) and _SHA256.fullmatch(self.weights_sha256) is not None),
+               source, "weights_sha256", "64 hex digits or null", self.weights_sha256)
+        _check(self.model_library in ("timm", "torchvision", "custom"), source, "model_library", "timm, torchvision or custom", self.model_library)
+        _check(isinstance(self.normalization_source, str) and len(self.normalization_source) <= 200, source, "normalization_source",
+               "a short string", self.normalization_source)
+        _check(isinstance(self.fidelity, dict) and all(isinstance(k, str) and finite_number(v) for k, v in self.fidelity.items()),
+               source, "fidelity", "a map of names to finite numbers", self.fidelity)
+        _check(self.report is None or isinstance(self.report, dict), source, "report", "an object or null", self.report)
+
+
+_RESTORE = "restore it from the published bundle (download it again)."
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.<>\-]{0,199}")  # timm, torchvision or module.Class names
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# 100,000 classes is five times ImageNet-21k's; 10**9 would ask for terabytes of logits layer.
+MAX_CLASSES = 100_000
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(ok: bool, source: str, name: str, expected: str, got: Any) -> None:
+    if not ok:
+        shown = repr(got)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise BundleError(f"{source} is not a valid sdbox config: expected `{name}` to be {expected}, but got {shown}. {_RESTORE.capitalize()}")

@@ -10,24 +10,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import InputError
+from .inputs import batch_of_one_message, check_reiterable, check_temperature, finite_number, has_batchnorm
 from .losses import kd_loss
 from .progress import progress_bar
+from .restoring import eval_mode
 
 TeacherFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def as_teacher(teacher: nn.Module | TeacherFn) -> TeacherFn:
-    """A frozen, eval-mode, no-grad logits function from a model or a KeyedTeacher."""
-    if isinstance(teacher, nn.Module):
-        teacher.eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-
-    @torch.inference_mode()
-    def logits(x: torch.Tensor) -> torch.Tensor:
+def teacher_logits(teacher: nn.Module | TeacherFn, x: torch.Tensor) -> torch.Tensor:
+    """The teacher's logits with no graph. A module runs in eval mode for the call and gets its
+    own modes back after it; its ``requires_grad`` flags are never touched (inference mode needs
+    none), so the same model can be wrapped or trained afterwards."""
+    with torch.inference_mode():
+        if isinstance(teacher, nn.Module):
+            with eval_mode(teacher):
+                return teacher(x)
         return teacher(x)
-
-    return logits
 
 
 @dataclass
@@ -66,24 +65,33 @@ def distill(
     CIFAR student setting: Adam at lr 1e-3, α = 0.9, T = 4. ``augment`` runs on each batch (on
     ``device``) before both models see it, so teacher and student see the same image.
     """
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"Expected `alpha` in [0, 1], but got {alpha}.")
-    if not T > 0:
-        raise ValueError(f"Expected `T` > 0, but got {T}.")
-    teacher_fn = as_teacher(teacher) if teacher is not None else None
+    if not finite_number(alpha) or not 0 <= alpha <= 1:
+        raise ValueError(f"Expected `alpha` in [0, 1], but got {alpha!r}.")
+    check_temperature(T)
+    if epochs > 1:
+        check_reiterable(loader)
     student.to(device).train()
+    needs_pairs = has_batchnorm(student)
     optimizer = optimizer or torch.optim.Adam(student.parameters(), lr=lr)
     history = []
     for epoch in range(epochs):
         total, steps = torch.zeros((), device=device), 0
         for x, y in progress_bar(loader, desc=f"distill epoch {epoch + 1}/{epochs}", enabled=progress):
+            if needs_pairs and len(x) < 2:
+                raise InputError(batch_of_one_message())
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if augment is not None:
                 x = augment(x)
-            if teacher_fn is None:
-                loss = F.cross_entropy(student(x), y)
-            else:
-                loss = distill_step(student, teacher_fn(x), x, y, alpha, T)[1]["total"]
+            try:
+                if teacher is None:
+                    loss = F.cross_entropy(student(x), y)
+                else:
+                    loss = distill_step(student, teacher_logits(teacher, x), x, y, alpha, T)[1]["total"]
+            except IndexError as e:  # cross-entropy on CPU: a label the student has no output for
+                raise InputError(
+                    f"Expected class labels in [0, num_classes) of the student, but got one outside ({e}): "
+                    "check the dataset's class mapping, or the student's number of outputs."
+                ) from None
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -19,8 +19,17 @@ class KeyFileError(SdboxError, OSError):
     """A key file is missing, corrupt, truncated or of an unknown format."""
 
 
-class BundleError(SdboxError, OSError):
-    """A saved box (config.json + model.safetensors) is missing, corrupt or tampered with."""
+class BundleError(SdboxError, OSError, ValueError):
+    """A saved box (config.json + model.safetensors) is missing, corrupt or tampered with.
+
+    A bundle is untrusted input (anyone can publish one): every field is checked, and the
+    message names the field and the fix. An OSError (a file is missing or unreadable) and a
+    ValueError (a value is wrong), like ``io.UnsupportedOperation``.
+    """
+
+
+class CheckpointError(SdboxError, ValueError):
+    """A wrap checkpoint is unreadable, or belongs to another model, key, data or settings."""
 
 
 class FidelityError(SdboxError, RuntimeError):

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from .losses import kd_loss
 from .proxy import mix
+from .restoring import eval_mode
 
 
 @torch.inference_mode()
@@ -31,25 +32,23 @@ def evaluate(
     ``per_image=True`` adds ``correct``, a "0"/"1" string in loader order: two models scored on
     the same images can then be compared image by image (a paired difference).
     """
-    was_training = model.training
-    model.eval()
     if key is not None:
         key = key.to(device)
     correct = torch.zeros((), device=device)
     divergence = torch.zeros((), device=device)
     seen, hits = 0, []
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        inputs = mix(x, key, lam) if key is not None else x
-        logits = model(inputs)
-        right = logits.argmax(1) == y
-        correct += right.sum()
-        if per_image:
-            hits.append(right)
-        if reference is not None:
-            divergence += kd_loss(logits, reference(x), t_dis) * len(y)
-        seen += len(y)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            inputs = mix(x, key, lam) if key is not None else x
+            logits = model(inputs)
+            right = logits.argmax(1) == y
+            correct += right.sum()
+            if per_image:
+                hits.append(right)
+            if reference is not None:
+                divergence += kd_loss(logits, reference(x), t_dis) * len(y)
+            seen += len(y)
     if seen == 0:
         raise ValueError("Expected a non-empty evaluation loader, but it yielded no batches.")
     result = {"acc": 100.0 * correct.item() / seen, "images": seen}

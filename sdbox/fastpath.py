@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 
+from .restoring import cudnn_benchmark
+
 
 @dataclass(frozen=True)
 class FastPath:
@@ -22,7 +24,8 @@ class FastPath:
     batches, on everywhere: cuDNN's fastest convolutions want it, and on a 2-core CPU it measured
     as fast or faster (cnn5_wide SDB step 745 → 509 ms, plain step 189 → 147 ms; resnet18_cifar
     unchanged; `sdbox speed`). ``compile``: ``torch.compile`` the trainable model, opt-in because
-    the first steps pay minutes of compilation. On CUDA, resolving also turns on cudnn.benchmark.
+    the first steps pay minutes of compilation. On CUDA a run also turns on cudnn.benchmark
+    (:meth:`running_on`), and puts the caller's value back afterwards.
     """
 
     amp: bool | None = None
@@ -32,13 +35,16 @@ class FastPath:
     def resolve(self, device: torch.device | str) -> "FastPath":
         """The options with every ``None`` decided for ``device``."""
         cuda = torch.device(device).type == "cuda"
-        if cuda:
-            torch.backends.cudnn.benchmark = True
         return replace(
             self,
             amp=cuda if self.amp is None else self.amp,
             channels_last=True if self.channels_last is None else self.channels_last,
         )
+
+    def running_on(self, device: torch.device | str) -> contextlib.AbstractContextManager:
+        """The backend settings for a run on ``device``, restored on exit: cudnn.benchmark on CUDA
+        (the fastest kernels for the fixed shapes of a training loop), nothing elsewhere."""
+        return cudnn_benchmark(True) if torch.device(device).type == "cuda" else contextlib.nullcontext()
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Put ``model`` in the memory format these options want (in place) and return it."""

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +27,23 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .errors import KeyFileError
+from .files import write_bytes
 
 KEY_FORMAT = "sdbox-key"
 KEY_FORMAT_VERSION = 1
+# Bounds on an input (C, H, W), hence on a key: generous for image classifiers (multispectral
+# channels, 2048-pixel sides), small enough that a hostile file cannot make sdbox allocate
+# gigabytes. A bundle's input_size obeys the same bounds.
+MAX_CHANNELS = 64
+MAX_SIDE = 2048
+_MAX_KEY_HEADER_BYTES = 1 << 16
+_MAX_KEY_FILE_BYTES = 8 + _MAX_KEY_HEADER_BYTES + 4 * MAX_CHANNELS * MAX_SIDE * MAX_SIDE
 
 
 def _check_lam(lam: float) -> float:
-    lam = float(lam)
-    if not 0.0 < lam < 1.0:
-        raise ValueError(f"Expected `lam` in (0, 1), but got {lam}.")
-    return lam
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not 0.0 < lam < 1.0:
+        raise ValueError(f"Expected `lam` in (0, 1), but got {lam!r}.")
+    return float(lam)
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +59,18 @@ class Key:
                 "Expected the key tensor to have shape (C, H, W), "
                 f"but got {getattr(self.tensor, 'shape', type(self.tensor))}."
             )
-        object.__setattr__(self, "tensor", self.tensor.detach().to("cpu", torch.float32).contiguous())
+        if not _is_key_shape(list(self.tensor.shape)):
+            raise ValueError(
+                f"Expected the key tensor to have shape (C, H, W) with C ≤ {MAX_CHANNELS} and H, W ≤ {MAX_SIDE}, "
+                f"but got {tuple(self.tensor.shape)}."
+            )
+        tensor = self.tensor.detach().to("cpu", torch.float32).contiguous()
+        if not torch.isfinite(tensor).all():
+            raise ValueError(
+                f"Expected finite key values, but {int((~torch.isfinite(tensor)).sum())} are NaN or infinite: "
+                "draw a fresh key with `Key.generate`, or restore the key file from your backup."
+            )
+        object.__setattr__(self, "tensor", tensor)
         object.__setattr__(self, "lam", _check_lam(self.lam))
 
     @classmethod
@@ -61,8 +82,10 @@ class Key:
         std: Sequence[float] | None = None,
     ) -> "Key":
         """Draw a fresh key: uniform pixel noise from ``os.urandom``, normalised with mean/std."""
-        if len(shape) != 3 or any(int(s) <= 0 for s in shape):
-            raise ValueError(f"Expected `shape` to be (C, H, W) with positive sizes, but got {tuple(shape)}.")
+        if len(shape) != 3 or not _is_key_shape([int(s) for s in shape]):
+            raise ValueError(
+                f"Expected `shape` to be (C, H, W) with positive sizes, C ≤ {MAX_CHANNELS} and H, W ≤ {MAX_SIDE}, but got {tuple(shape)}."
+            )
         c, h, w = (int(s) for s in shape)
         raw = np.frombuffer(os.urandom(4 * c * h * w), dtype=np.uint32).reshape(c, h, w)
         pixels = torch.from_numpy(raw.astype(np.float64) / 2.0**32).float()  # uniform in [0, 1)
@@ -101,49 +124,45 @@ class Key:
             "space": "model_input",  # normalised with the model's mean/std, not raw pixels
             "fingerprint": self.fingerprint,
         }
-        data = st_save({"key": self.tensor}, metadata=metadata)
-        if path.exists() and not overwrite:
-            raise FileExistsError(
-                f"Refusing to overwrite the key file {path}: pass `overwrite=True` if you really "
-                "mean to replace it (the old key stops opening boxes wrapped with it)."
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-        return path
+        refusal = (
+            f"Refusing to overwrite the key file {path}: pass `overwrite=True` if you really "
+            "mean to replace it (the old key stops opening boxes wrapped with it)."
+        )
+        if os.path.lexists(path) and not overwrite:
+            raise FileExistsError(refusal)
+        try:
+            return write_bytes(path, st_save({"key": self.tensor}, metadata=metadata), secret=True, overwrite=overwrite)
+        except FileExistsError:  # it appeared while we wrote
+            raise FileExistsError(refusal) from None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Key":
-        """Read a key written by :meth:`save`, checking its format and integrity."""
+        """Read a key written by :meth:`save`, checking its format and integrity.
+
+        The file is untrusted until checked: exactly one float32 tensor ``key`` of a bounded
+        (C, H, W) shape, finite values, an integer format version this sdbox knows, a λ in
+        (0, 1) and a fingerprint matching the bytes. Anything else is a :class:`KeyFileError`.
+        """
         path = Path(path)
         if not path.is_file():
             raise KeyFileError(f"No key file at {path}: pass the path that `Key.save` wrote.")
+        damaged = f"Restore {path} from your backup; a key cannot be re-derived."
+        if path.stat().st_size > _MAX_KEY_FILE_BYTES:
+            raise KeyFileError(f"{path} is {path.stat().st_size} bytes, larger than any sdbox key: it is not a key file. {damaged}")
         raw = path.read_bytes()
-        try:
-            tensors = st_load(raw)
-            header_len = struct.unpack("<Q", raw[:8])[0]
-            metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__") or {}
-        except (SafetensorError, struct.error, ValueError, UnicodeDecodeError) as e:
+        metadata, tensor = _parse_key_file(raw, path, damaged)
+        version = metadata.get("format_version", "")
+        if not re.fullmatch(r"[0-9]{1,6}", version) or int(version) < 1:
+            raise KeyFileError(f"{path}: expected an integer key `format_version` ≥ 1, but got {version!r:.40}. {damaged}")
+        if int(version) > KEY_FORMAT_VERSION:
             raise KeyFileError(
-                f"{path} is not a readable sdbox key (corrupt or truncated: {e}). "
-                "Restore it from your backup; a key cannot be re-derived."
-            ) from None
-        if metadata.get("format") != KEY_FORMAT or "key" not in tensors:
-            raise KeyFileError(f"{path} is a safetensors file but not an sdbox key: pass the file `Key.save` wrote.")
-        version = int(metadata.get("format_version", "0"))
-        if version > KEY_FORMAT_VERSION:
-            raise KeyFileError(
-                f"{path} has key format version {version}, newer than this sdbox understands "
+                f"{path} has key format version {int(version)}, newer than this sdbox understands "
                 f"({KEY_FORMAT_VERSION}): upgrade sdbox."
             )
         try:
-            key = cls(tensors["key"], float(metadata["lam"]))
+            key = cls(tensor, float(metadata["lam"]))
         except (KeyError, ValueError) as e:
-            raise KeyFileError(f"{path} has a damaged key header ({e}): restore it from your backup.") from None
+            raise KeyFileError(f"{path} has a damaged key header or values ({e}): {damaged}") from None
         if metadata.get("fingerprint") != key.fingerprint:
             raise KeyFileError(
                 f"{path} fails its integrity check (its bytes do not match its stored fingerprint): "
@@ -153,6 +172,54 @@ class Key:
 
     def __repr__(self) -> str:  # never print the secret itself
         return f"Key(shape={self.shape}, lam={self.lam}, fingerprint={self.fingerprint[:12]}…)"
+
+
+def _parse_key_file(raw: bytes, path: Path, fix: str) -> tuple[dict[str, str], torch.Tensor]:
+    """The metadata and the one tensor of a key file, with the safetensors header checked first,
+    so that no declared size is trusted before it is compared with the file's real length."""
+
+    def refuse(why: str) -> KeyFileError:
+        return KeyFileError(f"{path} is not a readable sdbox key ({why}). {fix}")
+
+    if len(raw) < 8:
+        raise refuse(f"{len(raw)} bytes, shorter than a safetensors header")
+    header_len = struct.unpack("<Q", raw[:8])[0]
+    if header_len > _MAX_KEY_HEADER_BYTES or 8 + header_len > len(raw):
+        raise refuse(f"header length {header_len} does not fit the file's {len(raw)} bytes")
+    try:
+        header = json.loads(raw[8 : 8 + header_len])
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise refuse(f"unreadable header: {type(e).__name__}") from None
+    if not isinstance(header, dict):
+        raise refuse("the header is not a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise refuse("its metadata is not a map of strings")
+    if metadata.get("format") != KEY_FORMAT:
+        raise KeyFileError(f"{path} is a safetensors file but not an sdbox key: pass the file `Key.save` wrote.")
+    if set(header) != {"key"} or not isinstance(header["key"], dict):
+        raise refuse(f"expected exactly one tensor named `key`, but found {sorted(map(str, header))[:5]}")
+    info = header["key"]
+    shape = info.get("shape")
+    if info.get("dtype") != "F32":
+        raise refuse(f"expected a float32 (F32) key, but it is stored as {str(info.get('dtype'))[:20]}")
+    if not _is_key_shape(shape):
+        raise refuse(f"expected a shape (C, H, W) with C ≤ {MAX_CHANNELS} and H, W ≤ {MAX_SIDE}, but got {str(shape)[:40]}")
+    nbytes = 4 * math.prod(shape)
+    if info.get("data_offsets") != [0, nbytes] or len(raw) != 8 + header_len + nbytes:
+        raise refuse(f"a {shape} float32 key takes {nbytes} bytes, but the file holds {len(raw) - 8 - header_len}")
+    try:
+        tensor = st_load(raw)["key"]
+    except (SafetensorError, ValueError) as e:
+        raise refuse(str(e)[:200]) from None
+    return metadata, tensor
+
+
+def _is_key_shape(shape: object) -> bool:
+    return (
+        isinstance(shape, list) and len(shape) == 3 and all(type(s) is int and s > 0 for s in shape)
+        and shape[0] <= MAX_CHANNELS and shape[1] <= MAX_SIDE and shape[2] <= MAX_SIDE
+    )
 
 
 def normalize(

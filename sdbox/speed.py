@@ -15,13 +15,14 @@ import copy
 import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
 from .fastpath import FastPath
+from .files import write_text
+from .restoring import global_rng_kept
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,10 +59,20 @@ def paired_medians(fns: dict[str, Callable[[], Any]], reps: int, device: torch.d
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+@global_rng_kept()  # it seeds torch for paired, reproducible timings; the caller's stream is left as found
 def measure(
     model_name: str, batch_size: int, reps: int, device: torch.device, fast: FastPath, kd_batches: int = 8
 ) -> dict[str, Any]:
     """Time plain vs SDB training steps, plain vs keyed teachers and plain vs keyed KD epochs."""
+    if reps < 1:
+        raise ValueError(f"Expected `reps` ≥ 1, but got {reps}.")
+    fast = fast.resolve(device)
+    torch.manual_seed(0)
+    with fast.running_on(device):
+        return _measure(model_name, batch_size, reps, device, fast, kd_batches)
+
+
+def _measure(model_name: str, batch_size: int, reps: int, device: torch.device, fast: FastPath, kd_batches: int) -> dict[str, Any]:
     from .benchmark.models import create
     from .box import SafeBox
     from .config import BoxConfig
@@ -71,10 +82,6 @@ def measure(
     from .teacher import KeyedTeacher
     from .wrap import FrozenModels, SDBSettings, sdb_step
 
-    if reps < 1:
-        raise ValueError(f"Expected `reps` ≥ 1, but got {reps}.")
-    fast = fast.resolve(device)
-    torch.manual_seed(0)
     settings = SDBSettings()
     shape = (3, 32, 32)
     key = Key.generate(shape, settings.lam, CIFAR10_MEAN, CIFAR10_STD)
@@ -177,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_result(result), flush=True)
         results.append(result)
     if args.json is not None:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_text(args.json, json.dumps(results, indent=2))
     return 0
 
 

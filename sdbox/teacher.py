@@ -1,7 +1,9 @@
-"""KeyedTeacher: what a key holder distils from — the frozen box on x̃ = λx + (1−λ)κ.
+"""KeyedTeacher: what a key holder distils from — the box on x̃ = λx + (1−λ)κ, read-only.
 
-Like timm's distillation task teacher, it is frozen and in eval mode, and carries what it needs
-to prepare its own inputs (here: the key, moved to the box's device once).
+Like timm's distillation task teacher, it runs in eval mode without a graph, and carries what it
+needs to prepare its own inputs (here: the key, moved to the box's device once). It does not
+freeze the box it is given: each call runs the box in eval mode under inference mode and gives
+it back its own modes, so the same box can still be evaluated, trained or wrapped.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import torch.nn.functional as F
 from .box import SafeBox
 from .data import Normalization
 from .errors import InputError, WrongKeyError
+from .inputs import check_temperature
 from .key import Key
 from .proxy import mix
+from .restoring import eval_mode
 
 
 class KeyedTeacher:
@@ -28,6 +32,11 @@ class KeyedTeacher:
     """
 
     def __init__(self, box: SafeBox, key: Key, *, check_inputs: bool | Literal["always"] = True, range_margin: float = 0.05):
+        if not isinstance(box, SafeBox):
+            raise TypeError(
+                f"Expected a SafeBox (e.g. `SafeBox.from_pretrained(path)`), but got {type(box).__name__}: "
+                "a plain model needs no key; pass it to `distill` directly."
+            )
         config = box.box_config
         if not isinstance(key, Key):
             raise TypeError(f"Expected a sdbox.Key (e.g. `Key.load('owner.key')`), but got {type(key).__name__}.")
@@ -38,9 +47,7 @@ class KeyedTeacher:
                 f"This key (fingerprint {key.fingerprint[:12]}…) does not open this box (which expects "
                 f"{config.key_fingerprint[:12]}…): use the key file saved when the box was wrapped."
             )
-        self.box = box.eval()
-        for p in box.parameters():
-            p.requires_grad_(False)
+        self.box = box
         self.lam = key.lam
         self.device = box.device
         self.key = key.tensor.to(self.device)
@@ -64,8 +71,10 @@ class KeyedTeacher:
             )
         x = x.to(self.device, self.key.dtype, non_blocking=True)
         if self.check_inputs:
-            below, above = (x < self._lo).any(), (x > self._hi).any()
-            if bool(below | above):  # a host sync, hence not every batch by default
+            # NaN compares false with everything: "not inside" catches it, "below or above" did not.
+            if not bool(((x >= self._lo) & (x <= self._hi)).all()):  # a host sync, hence not every batch by default
+                if not bool(torch.isfinite(x).all()):
+                    raise InputError("Inputs contain NaN or infinite values: check the images and the transforms that made them.")
                 raise InputError(
                     "Inputs fall outside the range of [0, 1] pixels normalised with "
                     f"mean={list(self.box.box_config.mean)}, std={list(self.box.box_config.std)} "
@@ -80,12 +89,11 @@ class KeyedTeacher:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Raw logits of the box on the keyed input x̃."""
         x = self._validate(x)
-        return self.box(mix(x, self.key, self.lam))
+        with eval_mode(self.box):
+            return self.box(mix(x, self.key, self.lam))
 
     def soft_labels(self, x: torch.Tensor, T: float = 4.0) -> torch.Tensor:
         """Softmax of the keyed logits at temperature ``T``: the knowledge a student distils."""
-        if not T > 0:
-            raise ValueError(f"Expected `T` > 0, but got {T}.")
-        return F.softmax(self.logits(x) / T, dim=1)
+        return F.softmax(self.logits(x) / check_temperature(T), dim=1)
 
     __call__ = logits

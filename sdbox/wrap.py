@@ -7,6 +7,7 @@ keeps a user's model useful, checkpoint/resume and the non-finite-loss check.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -17,15 +18,17 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
 
-from .errors import FidelityError, InputError, NonFiniteLossError
+from . import checkpoint
+from .errors import CheckpointError, FidelityError, InputError, NonFiniteLossError
 from .evaluate import evaluate
+from .inputs import batch_of_one_message, check_labels, finite_number, has_batchnorm, length
 from .key import Key
 from .losses import augmentation_loss, classification_loss, confusion_loss, disturbance_loss, kd_loss, preservation_loss, uniqueness_loss
 from .proxy import mix
 from .progress import progress_bar
 from .fastpath import FastPath
+from .restoring import modes_kept, seeded
 
 
 @dataclass
@@ -55,6 +58,10 @@ class SDBSettings:
     main_loss: str = field(default="mse", metadata={"help": "L_main's form: 'mse' (Eq. 9, squared differences of T_dis probabilities, ~1e-3) or 'kl' (T_dis²·KL, on the scale of L_cls)."})
 
     def __post_init__(self) -> None:
+        for name in ("lam", "t_dis", "omega", "eta", "uniqueness"):
+            value = getattr(self, name)
+            if not finite_number(value):
+                raise ValueError(f"Expected `{name}` to be a finite number, but got {value!r}.")
         if not 0.0 < self.lam < 1.0:
             raise ValueError(f"Expected `lam` in (0, 1), but got {self.lam}.")
         if self.t_dis <= 0:
@@ -88,13 +95,10 @@ class FrozenModels:
         random = None
         if with_random:
             random = copy.deepcopy(model)
-            generator_state = torch.random.get_rng_state()
-            if seed is not None:
-                torch.manual_seed(seed)
-            for module in random.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
-            torch.random.set_rng_state(generator_state)
+            with seeded(seed) if seed is not None else contextlib.nullcontext():
+                for module in random.modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
             random = _freeze(random)
         return cls(original, random)
 
@@ -220,9 +224,17 @@ _NONFINITE_FIXES = {
 }
 
 
+_RETRY = ("Your model keeps its original weights; wrap it again with the new value (and an empty `checkpoint_dir`: "
+          "a checkpoint resumes only the same model and arguments).")
+
+
 @dataclass
 class WrapResult:
-    """What the fine-tune measured: the fidelity figures, the chosen epoch and the curves."""
+    """What the fine-tune measured: the fidelity figures, the chosen epoch and the curves.
+
+    ``kept_checkpoint``: the checkpoint file left on disk (it holds the key and the original
+    model: guard it like the key file), or None when there was none or it was deleted.
+    """
 
     clean_acc_before: float
     clean_acc_after: float
@@ -231,60 +243,10 @@ class WrapResult:
     best_epoch: int
     epochs: list[dict[str, float]]
     curves: list[dict[str, float]]
+    kept_checkpoint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def first_batch(loader: Iterable, name: str = "loader") -> tuple[torch.Tensor, torch.Tensor]:
-    """The loader's first (x, y), validated: a clear error beats a traceback deep in torch."""
-    try:
-        batch = next(iter(loader))
-    except StopIteration:
-        raise InputError(f"Expected `{name}` to yield at least one batch, but it is empty: check the dataset path and filters.") from None
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise InputError("Expected the loader to yield (images, labels) pairs, e.g. a DataLoader over an ImageFolder.")
-    x, y = batch[0], batch[1]
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
-        raise InputError(
-            "Expected image batches as float tensors of shape (N, C, H, W), but got "
-            f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))} {getattr(x, 'dtype', '')}: add transforms.ToTensor() and Normalize."
-        )
-    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.is_floating_point():
-        raise InputError(f"Expected integer class labels of shape (N,), but got {getattr(y, 'dtype', type(y))} {tuple(getattr(y, 'shape', ()))}.")
-    return x, y
-
-
-def check_classifier(model: nn.Module, x: torch.Tensor) -> int:
-    """Run two images through ``model``; return the number of classes or raise InputError."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            out = model(x[:2])
-    except Exception as e:  # the user's model may fail in any way; say what we tried
-        raise InputError(f"The model failed on a batch of shape {tuple(x[:2].shape)} from the loader: {e}") from e
-    finally:
-        model.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(x[:2]) or out.shape[1] < 2:
-        raise InputError(
-            "Expected a classifier that maps (N, C, H, W) images to (N, num_classes) logits, but the "
-            f"model returned {type(out).__name__} {tuple(getattr(out, 'shape', ()))}: wrap a model whose forward returns logits."
-        )
-    return int(out.shape[1])
-
-
-def split_holdout(loader: DataLoader, fraction: float = 0.1, seed: int = 0) -> tuple[DataLoader, DataLoader]:
-    """Carve a held-out slice off a map-style loader, for the fidelity guard without val_loader."""
-    dataset = getattr(loader, "dataset", None)
-    if dataset is None or not hasattr(dataset, "__len__") or len(dataset) < 20:
-        raise InputError("Pass `val_loader=`: the fidelity guard needs held-out images and this loader's dataset cannot be split.")
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = max(10, int(len(dataset) * fraction))
-    kwargs = dict(batch_size=loader.batch_size, num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory)
-    train = DataLoader(Subset(dataset, order[n_val:]), shuffle=True, drop_last=loader.drop_last, **kwargs)
-    val = DataLoader(Subset(dataset, order[:n_val]), shuffle=False, **kwargs)
-    return train, val
 
 
 def fine_tune(
@@ -294,11 +256,13 @@ def fine_tune(
     key: Key,
     settings: SDBSettings,
     *,
+    num_classes: int,
     epochs: int,
     lr: float,
     max_accuracy_drop: float,
     device: torch.device,
     checkpoint_dir: str | os.PathLike | None = None,
+    keep_checkpoint: bool = False,
     progress: bool = True,
     log_every: int = 20,
     fast: FastPath | None = None,
@@ -309,79 +273,41 @@ def fine_tune(
     divergence, i.e. the most disturbed) among those within ``max_accuracy_drop`` points of the
     original's clean accuracy and with keyed accuracy within the same margin. ``fast`` picks
     bf16 autocast, channels_last and torch.compile (default: the first two on CUDA only).
+
+    On success the model holds the chosen epoch's weights; on any failure (FidelityError,
+    NonFiniteLossError, Ctrl-C) it gets its original weights back, so a retry starts from the
+    same model. Either way it keeps its train/eval mode and memory layout. The checkpoint in
+    ``checkpoint_dir`` is deleted after success unless ``keep_checkpoint``.
     """
-    if epochs < 1:
-        raise ValueError(f"Expected `epochs` ≥ 1, but got {epochs}.")
-    if lr <= 0:
-        raise ValueError(f"Expected `lr` > 0, but got {lr}.")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"Expected `epochs` to be an integer ≥ 1, but got {epochs!r}.")
+    if not finite_number(lr) or lr <= 0:
+        raise ValueError(f"Expected `lr` to be a finite number > 0, but got {lr!r}.")
     fast = (fast or FastPath()).resolve(device)
     came_channels_last = _is_channels_last(model)
-    fast.prepare(model.to(device))
-    frozen = FrozenModels.from_model(model, with_random=settings.preservation and settings.eta > 0)
-    fast.compiled(model)  # after the frozen copies: they run under inference_mode, uncompiled
-    key_tensor = key.tensor.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    steps_per_epoch = len(loader) if hasattr(loader, "__len__") else None
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * (steps_per_epoch or 1))
-    state = _TrainState(epoch=0, best_epoch=-1, best_score=-math.inf, epochs=[], curves=[], best_weights=None)
-
-    ckpt = Path(checkpoint_dir) / "wrap_state.pt" if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists():
-        _resume(ckpt, model, frozen, optimizer, scheduler, state, key, settings)
-    else:
-        base = evaluate(frozen.original, val_loader, device=device)
-        state.clean_acc_before = base["acc"]
-
-    for epoch in range(state.epoch, epochs):
-        model.train()
-        sums: dict[str, torch.Tensor] = {}
-        bar = progress_bar(loader, total=steps_per_epoch, desc=f"wrap epoch {epoch + 1}/{epochs}", enabled=progress)
-        for step, (x, y) in enumerate(bar):
-            x, y = fast.inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
-            with fast.autocast(device):
-                _, losses = sdb_step(model, frozen, x, y, key_tensor, settings)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            optimizer.step()
-            if steps_per_epoch is not None:
-                scheduler.step()
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + value.detach()
-            if (step + 1) % log_every == 0:
-                means = _read_means(sums, step + 1)
-                state.curves.append({"epoch": epoch + (step + 1) / (steps_per_epoch or step + 1), **means})
-                bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
-        if steps_per_epoch is None:
-            scheduler.step()
-        means = _read_means(sums, max(step + 1, 1))
-        clean = evaluate(model, val_loader, reference=frozen.original, t_dis=settings.t_dis, device=device)
-        keyed = evaluate(model, val_loader, key=key_tensor, lam=settings.lam, device=device)
-        record = {"epoch": epoch + 1, **{f"loss_{k}": v for k, v in means.items()},
-                  "clean_acc": clean["acc"], "keyed_acc": keyed["acc"], "divergence": clean["divergence"]}
-        state.epochs.append(record)
-        floor = state.clean_acc_before - max_accuracy_drop
-        # Without a key stream (plain Nasty Teacher) nobody reads x̃: only clean accuracy is guarded.
-        keyed_ok = keyed["acc"] >= floor or not settings.key_embedding
-        if clean["acc"] >= floor and keyed_ok and clean["divergence"] > state.best_score:
-            state.best_epoch, state.best_score = epoch + 1, clean["divergence"]
-            state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        state.epoch = epoch + 1
-        if ckpt is not None:
-            _save_checkpoint(ckpt, model, frozen, optimizer, scheduler, state, key, settings)
-
-    if state.best_weights is None:
-        best = max(state.epochs, key=lambda r: min(r["clean_acc"], r["keyed_acc"]) if settings.key_embedding else r["clean_acc"])
-        raise FidelityError(
-            f"No epoch kept accuracy within {max_accuracy_drop} points of the original "
-            f"({state.clean_acc_before:.2f}%): the closest was epoch {best['epoch']} with clean "
-            f"{best['clean_acc']:.2f}% and keyed {best['keyed_acc']:.2f}%. Lower `omega` "
-            f"(now {settings.omega}) or `lr` (now {lr}), train more `epochs`, raise `lam` (now {settings.lam}; "
-            "0.9 lets the keyed stream learn faster, at the cost of a key that random keys imitate more easily), "
-            "or allow a larger `max_accuracy_drop`. Your model was left at its last epoch: reload the original weights before retrying."
-        )
-    model.load_state_dict(state.best_weights)
-    if fast.channels_last and not came_channels_last:  # hand the model back in the layout it came in
-        model.to(memory_format=torch.contiguous_format)
+    ckpt = checkpoint.checkpoint_path(checkpoint_dir) if checkpoint_dir is not None else None
+    identity = checkpoint.belongs_to(model, settings, lr, epochs, loader) if ckpt is not None else {}
+    made_folder = ckpt is not None and not ckpt.parent.exists()
+    with fast.running_on(device), modes_kept(model):
+        fast.prepare(model.to(device))
+        frozen = FrozenModels.from_model(model, with_random=settings.preservation and settings.eta > 0)
+        try:
+            state = _train(model, frozen, loader, val_loader, key, settings, num_classes=num_classes, epochs=epochs, lr=lr,
+                           max_accuracy_drop=max_accuracy_drop, device=device, ckpt=ckpt, identity=identity,
+                           progress=progress, log_every=log_every, fast=fast)
+            model.load_state_dict(state.best_weights)
+        except BaseException:
+            model.load_state_dict(frozen.original.state_dict())
+            raise
+        finally:
+            if fast.channels_last and not came_channels_last:  # hand the model back in the layout it came in
+                model.to(memory_format=torch.contiguous_format)
+    kept = None
+    if ckpt is not None:
+        if keep_checkpoint:
+            kept = str(ckpt)
+        else:
+            checkpoint.remove(ckpt, remove_folder=made_folder)
     chosen = state.epochs[state.best_epoch - 1]
     return WrapResult(
         clean_acc_before=state.clean_acc_before,
@@ -391,6 +317,7 @@ def fine_tune(
         best_epoch=state.best_epoch,
         epochs=state.epochs,
         curves=state.curves,
+        kept_checkpoint=kept,
     )
 
 
@@ -405,6 +332,84 @@ class _TrainState:
     clean_acc_before: float = float("nan")
 
 
+def _train(
+    model: nn.Module, frozen: FrozenModels, loader: Iterable, val_loader: Iterable, key: Key, settings: SDBSettings, *,
+    num_classes: int, epochs: int, lr: float, max_accuracy_drop: float, device: torch.device, ckpt: Path | None,
+    identity: dict[str, Any], progress: bool, log_every: int, fast: FastPath,
+) -> _TrainState:
+    """The epochs, resumed from ``ckpt`` when it exists; raises FidelityError if none qualifies."""
+    fast.compiled(model)  # after the frozen copies: they run under inference_mode, uncompiled
+    key_tensor = key.tensor.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    steps_per_epoch = length(loader)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * (steps_per_epoch or 1))
+    state = _TrainState(epoch=0, best_epoch=-1, best_score=-math.inf, epochs=[], curves=[], best_weights=None)
+    needs_pairs = has_batchnorm(model)
+
+    if ckpt is not None and ckpt.exists():
+        _resume(ckpt, model, frozen, optimizer, scheduler, state, key, identity)
+    else:
+        base = evaluate(frozen.original, val_loader, device=device)
+        state.clean_acc_before = base["acc"]
+
+    for epoch in range(state.epoch, epochs):
+        model.train()
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        bar = progress_bar(loader, total=steps_per_epoch, desc=f"wrap epoch {epoch + 1}/{epochs}", enabled=progress)
+        for x, y in bar:
+            if needs_pairs and len(x) < 2:
+                raise InputError(batch_of_one_message())
+            check_labels(y, num_classes)
+            x, y = fast.inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            with fast.autocast(device):
+                _, losses = sdb_step(model, frozen, x, y, key_tensor, settings)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            optimizer.step()
+            if steps_per_epoch is not None:
+                scheduler.step()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value.detach()
+            steps += 1
+            if steps % log_every == 0:
+                means = _read_means(sums, steps)
+                state.curves.append({"epoch": epoch + steps / (steps_per_epoch or steps), **means})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
+        if steps == 0:
+            raise InputError(f"Expected `loader` to yield batches in every epoch, but epoch {epoch + 1} got none: pass a re-iterable loader.")
+        if steps_per_epoch is None:
+            scheduler.step()
+        means = _read_means(sums, steps)
+        clean = evaluate(model, val_loader, reference=frozen.original, t_dis=settings.t_dis, device=device)
+        keyed = evaluate(model, val_loader, key=key_tensor, lam=settings.lam, device=device)
+        record = {"epoch": epoch + 1, **{f"loss_{k}": v for k, v in means.items()},
+                  "clean_acc": clean["acc"], "keyed_acc": keyed["acc"], "divergence": clean["divergence"]}
+        state.epochs.append(record)
+        floor = state.clean_acc_before - max_accuracy_drop
+        # Without a key stream (plain Nasty Teacher) nobody reads x̃: only clean accuracy is guarded.
+        keyed_ok = keyed["acc"] >= floor or not settings.key_embedding
+        if clean["acc"] >= floor and keyed_ok and clean["divergence"] > state.best_score:
+            state.best_epoch, state.best_score = epoch + 1, clean["divergence"]
+            state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        state.epoch = epoch + 1
+        if ckpt is not None:
+            _save_checkpoint(ckpt, model, frozen, optimizer, scheduler, state, key, identity)
+
+    if state.best_weights is None:
+        best = max(state.epochs, key=lambda r: min(r["clean_acc"], r["keyed_acc"]) if settings.key_embedding else r["clean_acc"])
+        raise FidelityError(
+            f"No epoch kept accuracy within {max_accuracy_drop} points of the original "
+            f"({state.clean_acc_before:.2f}%): the closest was epoch {best['epoch']} with clean "
+            f"{best['clean_acc']:.2f}% and keyed {best['keyed_acc']:.2f}%. Lower `omega` "
+            f"(now {settings.omega}) or `lr` (now {lr}), train more `epochs`, raise `lam` (now {settings.lam}; "
+            "0.9 lets the keyed stream learn faster, at the cost of a key that random keys imitate more easily), "
+            "or allow a larger `max_accuracy_drop`. Your model keeps its original weights; retry with an empty "
+            "`checkpoint_dir` if you change any of these."
+        )
+    return state
+
+
 def _read_means(sums: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
     """One host sync per log interval; raise on a non-finite term, naming it and its fix."""
     values = torch.stack([v.float() for v in sums.values()]).cpu() / steps
@@ -413,17 +418,15 @@ def _read_means(sums: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
         if name != "total" and not math.isfinite(value):
             raise NonFiniteLossError(
                 f"The loss term `{name}` became {value} during wrapping: {_NONFINITE_FIXES.get(name, 'lower `lr`')}. "
-                "Resume from `checkpoint_dir` after changing it; the last good epoch is kept there."
+                f"{_RETRY}"
             )
     if not math.isfinite(means["total"]):
-        raise NonFiniteLossError(f"The total loss became {means['total']}: {_NONFINITE_FIXES['total']}.")
+        raise NonFiniteLossError(f"The total loss became {means['total']}: {_NONFINITE_FIXES['total']}. {_RETRY}")
     return means
 
 
-def _save_checkpoint(path: Path, model, frozen, optimizer, scheduler, state: _TrainState, key: Key, settings) -> None:
-    """Atomic write (temp file + rename), owner-only: it holds the key, like the key file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
+def _save_checkpoint(path: Path, model, frozen, optimizer, scheduler, state: _TrainState, key: Key, identity: dict[str, Any]) -> None:
+    checkpoint.save(path, {
         "model": model.state_dict(),
         "original": frozen.original.state_dict(),
         "random": frozen.random.state_dict() if frozen.random is not None else None,
@@ -431,43 +434,30 @@ def _save_checkpoint(path: Path, model, frozen, optimizer, scheduler, state: _Tr
         "scheduler": scheduler.state_dict(),
         "state": {k: v for k, v in vars(state).items()},
         "key": {"tensor": key.tensor, "lam": key.lam},
-        "settings": asdict(settings),
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        torch.save(payload, f)
-    os.replace(tmp, path)
+        "belongs_to": identity,
+    })
 
 
-def _resume(path: Path, model, frozen, optimizer, scheduler, state: _TrainState, key: Key, settings) -> None:
-    payload = torch.load(path, map_location="cpu", weights_only=True)  # never a full unpickle
-    saved_key = Key(payload["key"]["tensor"], payload["key"]["lam"])
-    if saved_key.fingerprint != key.fingerprint:
-        raise ValueError(
-            f"The checkpoint in {path.parent} was made with another key: pass the key it was started "
-            "with (`key=Key.load(...)`), or point `checkpoint_dir` at an empty folder to start over."
-        )
-    if payload["settings"] != asdict(settings):
-        raise ValueError(
-            f"The checkpoint in {path.parent} was made with settings {payload['settings']}, not "
-            f"{asdict(settings)}: resume with the same settings, or use an empty `checkpoint_dir`."
-        )
-    model.load_state_dict(payload["model"])
-    frozen.original.load_state_dict(payload["original"])
-    if frozen.random is not None and payload["random"] is not None:
-        frozen.random.load_state_dict(payload["random"])
+def _resume(path: Path, model, frozen, optimizer, scheduler, state: _TrainState, key: Key, identity: dict[str, Any]) -> None:
+    payload = checkpoint.load(path)
+    checkpoint.check_matches(payload, path, key, identity)
+    try:
+        model.load_state_dict(payload["model"])
+        frozen.original.load_state_dict(payload["original"])
+        if frozen.random is not None and payload["random"] is not None:
+            frozen.random.load_state_dict(payload["random"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} does not fit this model ({str(e).splitlines()[0][:200]}): point `checkpoint_dir` at an empty folder to start over.") from None
     frozen.folded.clear()  # folded copies hold the old weights
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
     for k, v in payload["state"].items():
         setattr(state, k, v)
 
 
 def saved_key(checkpoint_dir: str | os.PathLike) -> Key | None:
     """The key an interrupted wrap in ``checkpoint_dir`` was using, so a resume needs no key file."""
-    path = Path(checkpoint_dir) / "wrap_state.pt"
+    path = checkpoint.checkpoint_path(checkpoint_dir)
     if not path.exists():
         return None
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return Key(payload["key"]["tensor"], payload["key"]["lam"])
+    return checkpoint.stored_key(checkpoint.load(path), path)

@@ -112,6 +112,7 @@ def wrapped(pretrained_state, train_ds, test_ds):
     torch.manual_seed(0)
     model = TinyNet()
     model.load_state_dict(pretrained_state)
+    model.eval()  # the owner's trained model, ready for inference: wrap hands it back in this mode
     box = SafeBox.wrap(
         model, loader(train_ds, n=200), val_loader=loader(test_ds, n=100), epochs=1, lr=0.01,
         max_accuracy_drop=100, device="cpu", progress=False, mean=CIFAR10_MEAN, std=CIFAR10_STD,

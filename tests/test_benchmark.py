@@ -34,7 +34,10 @@ def finished(tmp_path_factory, cache) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("bench")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SDBOX_CACHE", str(cache))
-        return out, run_benchmark(DATA, TINY, 2, out, threads=1, progress=False)
+        rng = torch.random.get_rng_state()
+        results = run_benchmark(DATA, TINY, 2, out, threads=1, progress=False)
+        results["_rng_kept"] = torch.equal(torch.random.get_rng_state(), rng)  # not part of the run's results
+        return out, results
 
 
 def test_results_schema_report_and_figures(finished):
@@ -63,6 +66,47 @@ def test_results_schema_report_and_figures(finished):
     card = (out / "box" / "README.md").read_text()
     assert "Protection report" in card and saved["regime"] in card
     assert json.loads((out / "box" / "config.json").read_text())["sdbox"]["report"]["claims"]["Fidelity"]["verdict"] == claims["Fidelity"]["verdict"]
+
+
+def test_the_run_leaves_no_checkpoint_and_the_global_rng_alone(finished):
+    """A finished wrap's checkpoint holds the key and the original teacher; the runner's seeding
+    must not reseed the caller's generator."""
+    out, results = finished
+    assert not list(out.rglob("wrap_state.pt")) and not list(out.rglob("*.ckpt")) and not list(out.rglob("*.tmp"))
+    assert results["_rng_kept"]
+
+
+def test_recorded_accuracies_are_those_of_the_saved_models(finished):
+    """Each figure in results.json is the accuracy of the model saved beside it on the evaluation images."""
+    from sdbox import Key, SafeBox
+    from sdbox.benchmark import models
+    from sdbox.benchmark.runner import load_data
+    from sdbox.benchmark.store import load_weights
+    from sdbox.benchmark.tensordata import batches
+    from sdbox.evaluate import evaluate
+
+    out, results = finished
+    split = batches(load_data(DATA, TINY, torch.device("cpu")).evaluation, 256)
+    box = SafeBox.from_pretrained(out / "boxes" / "SDB", model=models.create("cnn5"))
+    key = Key.load(out / "key.key")
+    assert evaluate(box, split)["acc"] == pytest.approx(results["boxes"]["SDB"]["clean_acc"])
+    assert evaluate(box, split, key=key.tensor, lam=key.lam)["acc"] == pytest.approx(results["boxes"]["SDB"]["keyed_acc"])
+    for T, row in (("1", "SDB@T1"), ("4", "SDB")):  # the T=4 attack row is the no-key student itself
+        student = load_weights(models.create("cnn5"), out / "seed1" / "students" / "cnn5" / f"{row}.safetensors")
+        assert evaluate(student, split)["acc"] == pytest.approx(results["seeds"]["1"]["temperature_attack"][T])
+
+
+def test_box_evaluate_fills_the_card(finished):
+    out, _ = finished
+    from sdbox import Key, SafeBox
+    from sdbox.benchmark.models import create
+    from sdbox.benchmark.tensordata import batches, load_cifar10
+
+    box = SafeBox.from_pretrained(out / "boxes" / "SDB", model=create("cnn5"))
+    _, val, _ = load_cifar10(DATA, 300, 100, 10)
+    figures = box.evaluate(batches(val, 50), Key.load(out / "key.key"))
+    assert set(figures) == {"clean_acc", "keyed_acc", "images"} and figures["images"] == 100
+    assert "this box, keyed input" in box.report_markdown and box.box_config.report["evaluation"] == figures
 
 
 def test_students_of_a_seed_share_initial_weights_and_differ_by_teacher(finished):

@@ -133,7 +133,9 @@ def test_config_json_layout(bundle, wrapped):
     assert sd["key_shape"] == [3, 32, 32]
     assert sd["lam"] == 0.5
     assert sd["format_version"] == 1
-    assert 0 <= sd["fidelity"]["clean_acc_after"] <= 100
+    result = wrapped.wrap_result
+    assert sd["fidelity"] == {"clean_acc_before": result.clean_acc_before, "clean_acc_after": result.clean_acc_after,
+                              "keyed_acc_after": result.keyed_acc_after, "best_epoch": result.best_epoch}
     import hashlib
     assert sd["weights_sha256"] == hashlib.sha256((bundle / "model.safetensors").read_bytes()).hexdigest()
     assert wrapped.key.fingerprint in (bundle / "README.md").read_text()
@@ -317,6 +319,23 @@ def test_invalid_config_json(damaged, tiny_cls, text):
         (lambda c: c["pretrained_cfg"].update({"mean": ["a", "b", "c"]}), "mean"),
         (lambda c: c["pretrained_cfg"].update({"std": [0.2, float("inf"), 0.2]}), "std"),
         (lambda c: c.update({"pretrained_cfg": {"input_size": 32, "mean": [0.5] * 3, "std": [0.2] * 3}}), "sdbox config"),
+        # what the probes found: raw TypeError / AttributeError, a late crash, or nothing at all
+        (lambda c: c["sdbox"].update({"format_version": "1"}), "`format_version`"),
+        (lambda c: c["sdbox"].update({"format_version": 0}), "`format_version`"),
+        (lambda c: c.update({"architecture": [1, 2]}), "`architecture`"),
+        (lambda c: c.update({"architecture": "local-dir:/elsewhere"}), "`architecture`"),
+        (lambda c: c.update({"architecture": "hf-hub:someone/repo"}), "`architecture`"),
+        (lambda c: c.update({"architecture": "../../etc/passwd"}), "`architecture`"),
+        (lambda c: c.update({"num_classes": 10**9}), r"`num_classes` to be an integer in \[2, 100000\]"),
+        (lambda c: c.update({"num_classes": "10"}), "`num_classes`"),
+        (lambda c: c.update({"num_classes": True}), "`num_classes`"),
+        (lambda c: c["pretrained_cfg"].update({"input_size": [3, 100000, 100000]}), "`input_size`"),
+        (lambda c: c["sdbox"].update({"fidelity": {"clean_acc_after": "high"}}), "`fidelity`"),
+        (lambda c: c["sdbox"].update({"omega": "lots"}), "`omega`"),
+        (lambda c: c["sdbox"].update({"eta": float("nan")}), "`eta`"),
+        (lambda c: c["sdbox"].update({"weights_sha256": 123}), "`weights_sha256`"),
+        (lambda c: c["sdbox"].update({"report": "see elsewhere"}), "`report`"),
+        (lambda c: c["sdbox"].update({"normalization_source": ["x"]}), "`normalization_source`"),
     ],
 )
 def test_tampered_config(damaged, tiny_cls, change, message):
@@ -342,3 +361,50 @@ def test_box_config_round_trips(wrapped):
     data = json.loads(json.dumps(wrapped.box_config.to_json()))
     again = BoxConfig.from_json(data)
     assert again.to_json() == wrapped.box_config.to_json()
+
+
+def test_pickling_a_box_never_carries_the_key(wrapped, windows, batch):
+    import io
+    import pickle
+
+    buffer = io.BytesIO()
+    torch.save(wrapped, buffer)
+    assert_no_key_bytes(buffer.getvalue(), wrapped.key, windows, "torch.save(box)")
+    assert_no_key_bytes(pickle.dumps(wrapped), wrapped.key, windows, "pickle.dumps(box)")
+    buffer.seek(0)
+    restored = torch.load(buffer, weights_only=False)
+    assert restored._key is None
+    with pytest.raises(Exception, match="no key attached"):
+        restored.key
+    x, _ = batch
+    with torch.no_grad():
+        assert torch.equal(restored(x), wrapped(x))  # everything else survives
+    assert wrapped.key is not None  # and the box pickled keeps its own key
+
+
+@pytest.mark.parametrize("library, name", [("timm", "hf-hub:someone/repo"), ("timm", "local-dir:/elsewhere"), ("timm", "no_such_model"),
+                                           ("torchvision", "no_such_model")])
+def test_architecture_names_never_reach_the_network_or_other_folders(damaged, monkeypatch, library, name):
+    import timm
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the bundle's name reached a model builder or the Hub")
+
+    monkeypatch.setattr(timm, "create_model", refuse)
+    monkeypatch.setattr(sdbox.box, "hf_hub_download", refuse)
+    edit_config(damaged, lambda c: (c.update({"architecture": name}), c["sdbox"].update({"model_library": library})))
+    with pytest.raises(BundleError, match="architecture|no model named"):
+        SafeBox.from_pretrained(damaged)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"num_classes": ' + "9" * 5000 + "}", "\ud800"])
+def test_pathological_json_is_a_bundle_error(damaged, tiny_cls, text):
+    (damaged / "config.json").write_text(text, errors="surrogatepass")
+    with pytest.raises(BundleError, match="not valid JSON|sdbox config"):
+        SafeBox.from_pretrained(damaged, model=tiny_cls())
+
+
+def test_a_config_value_too_large_for_a_float_is_named(damaged, tiny_cls):
+    edit_config(damaged, lambda c: c["pretrained_cfg"].update({"mean": [10**400, 0.5, 0.5]}))
+    with pytest.raises(BundleError, match="`mean`"):
+        SafeBox.from_pretrained(damaged, model=tiny_cls())

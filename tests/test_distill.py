@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sdbox import KeyedTeacher, distill, kd_loss
+from sdbox import KeyedTeacher, distill, kd_loss, mix
 from sdbox.distill import distill_step
 
 
@@ -68,21 +68,73 @@ def test_distill_from_a_plain_model_moves_the_student_toward_it(pretrained, trai
         assert torch.equal(v, teacher_before[k]), k
 
 
-def test_distill_from_a_keyed_teacher(wrapped, train_ds, make_loader):
+def test_distill_from_a_keyed_teacher(wrapped, train_ds, make_loader, monkeypatch):
+    """The student must be taught the box's logits on x̃ = mix(augment(x), κ, λ): a teacher that
+    ignored the key (or the augmentation) would hand over other targets and fail here."""
+    import importlib
+
+    distill_module = importlib.import_module("sdbox.distill")  # `sdbox.distill` is the function
     box = copy.deepcopy(wrapped)
     teacher = KeyedTeacher(box, wrapped.key)
     student = student_net()
     before = weights(student)
-    seen = []
+    seen, targets, totals = [], [], []
 
     def augment(x):
-        seen.append(x.shape[0])
+        seen.append(x)
         return torch.flip(x, dims=[3])
 
+    def spy(student, teacher_logits, x, y, alpha, T):
+        targets.append(teacher_logits.clone())
+        z, terms = distill_step(student, teacher_logits, x, y, alpha, T)
+        totals.append(terms["total"].item())
+        return z, terms
+
+    monkeypatch.setattr(distill_module, "distill_step", spy)
     result = distill(student, teacher, make_loader(train_ds, n=100, batch_size=50), epochs=1, progress=False, augment=augment)
     assert changed(before, student)
-    assert seen == [50, 50]
-    assert len(result.losses) == 1 and result.losses[0] > 0
+    assert [len(x) for x in seen] == [50, 50] and len(targets) == 2
+    key = wrapped.key
+    with torch.no_grad():
+        for x, target in zip(seen, targets):
+            keyed = box.eval()(mix(torch.flip(x, dims=[3]), key.tensor, key.lam))
+            torch.testing.assert_close(target, keyed)
+            assert not torch.allclose(target, box(torch.flip(x, dims=[3])), atol=1e-3)  # the key made a difference
+    assert result.losses == [pytest.approx(sum(totals) / 2)]  # the epoch's mean loss, as recorded
+
+
+def test_distill_leaves_the_teacher_trainable_and_in_its_mode(pretrained, train_ds, test_ds, make_loader):
+    """Measuring KD from the original, then wrapping it, used to die in autograd: distill had
+    switched requires_grad off on the teacher for good."""
+    from sdbox import SafeBox
+    from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
+
+    pretrained.train()
+    before = copy.deepcopy(pretrained.state_dict())
+    distill(student_net(), pretrained, make_loader(train_ds, n=50, batch_size=25), epochs=1, progress=False)
+    assert all(p.requires_grad for p in pretrained.parameters())
+    assert pretrained.training and all(m.training for m in pretrained.modules())
+    for k, v in pretrained.state_dict().items():  # taught in eval mode: BatchNorm statistics untouched
+        assert torch.equal(v, before[k]), k
+    box = SafeBox.wrap(pretrained, make_loader(train_ds, n=50), val_loader=make_loader(test_ds, n=50), epochs=1,
+                       max_accuracy_drop=100, device="cpu", progress=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    assert box.wrap_result.best_epoch == 1
+
+
+def bn_student() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+
+
+def test_distill_input_errors_are_named(train_ds, make_loader):
+    from sdbox import InputError
+
+    x, y = next(iter(make_loader(train_ds, n=8, batch_size=8)))
+    with pytest.raises(InputError, match=r"labels in \[0, num_classes\).*Target 12 is out of bounds"):
+        distill(student_net(), None, [(x, torch.full_like(y, 12))], epochs=1, progress=False)
+    with pytest.raises(InputError, match="batch of one.*drop_last=True"):
+        distill(bn_student(), None, [(x, y), (x[:1], y[:1])], epochs=1, progress=False)
+    with pytest.raises(InputError, match="re-iterable"):
+        distill(student_net(), None, ((x, y) for _ in range(2)), epochs=2, progress=False)
 
 
 def test_distill_without_teacher_is_plain_training(train_ds, make_loader):
@@ -96,6 +148,7 @@ def test_distill_without_teacher_is_plain_training(train_ds, make_loader):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"alpha": -0.1}, "alpha"), ({"alpha": 1.5}, "alpha"), ({"T": 0.0}, "T"), ({"T": -2.0}, "T"),
+    ({"T": float("inf")}, "`T` to be a finite number"), ({"alpha": "0.9"}, "alpha"),
 ])
 def test_distill_validation(train_ds, make_loader, kwargs, message):
     student = student_net()

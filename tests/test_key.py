@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 import struct
@@ -69,7 +70,8 @@ def test_fingerprint_depends_on_lam_and_bytes(key):
     t = key.tensor.clone()
     t[0, 0, 0] = torch.nextafter(t[0, 0, 0], torch.tensor(10.0))  # one ulp
     assert Key(t, key.lam).fingerprint != key.fingerprint
-    assert len(key.fingerprint) == 64 and int(key.fingerprint, 16) >= 0
+    by_hand = hashlib.sha256(b"sdbox-key/v1" + struct.pack("<d", key.lam) + b"[3, 32, 32]" + key.tensor.numpy().astype("<f4").tobytes())
+    assert key.fingerprint == by_hand.hexdigest()
 
 
 def test_repr_hides_key_values(key):
@@ -185,3 +187,54 @@ def test_load_refuses_a_key_whose_fingerprint_was_stripped(tmp_path):
     save_file({"key": torch.randn(3, 4, 4)}, str(p), metadata={"format": "sdbox-key", "format_version": "1", "lam": "0.5"})
     with pytest.raises(KeyFileError, match="integrity"):
         Key.load(p)
+
+
+def save_raw_key(path, tensors: dict, **metadata) -> None:
+    """A key file written by hand, with the fingerprint a real key of the same values would carry."""
+    base = {"format": "sdbox-key", "format_version": "1", "lam": "0.5"}
+    key = tensors.get("key")
+    if key is not None and key.dim() == 3 and torch.isfinite(key.float()).all() and max(key.shape) <= 2048:
+        base["fingerprint"] = Key(key.float(), 0.5).fingerprint
+    save_file(tensors, str(path), metadata={**base, **metadata})
+
+
+@pytest.mark.parametrize("tensors, metadata, message", [
+    ({"key": torch.rand(3, 4, 4).half()}, {}, "float32"),
+    ({"key": torch.randint(0, 9, (3, 4, 4))}, {}, "float32"),
+    ({"key": torch.rand(3, 4, 4), "extra": torch.zeros(1)}, {}, "exactly one tensor"),
+    ({"key": torch.full((3, 4, 4), float("nan"))}, {}, "finite"),
+    ({"key": torch.full((3, 4, 4), float("inf"))}, {}, "finite"),
+    ({"key": torch.rand(3, 4, 4)}, {"format_version": "abc"}, "format_version"),
+    ({"key": torch.rand(3, 4, 4)}, {"format_version": "0"}, "format_version"),
+    ({"key": torch.rand(3, 4, 4)}, {"lam": "nan"}, "lam"),
+    ({"key": torch.rand(3, 4, 4)}, {"lam": "lots"}, "lam|could not convert"),
+    ({"key": torch.rand(1, 1, 4097)}, {}, "shape"),
+])
+def test_key_files_that_an_old_loader_accepted_or_crashed_on(tmp_path, tensors, metadata, message):
+    path = tmp_path / "odd.key"
+    save_raw_key(path, tensors, **metadata)
+    with pytest.raises(KeyFileError, match=message):
+        Key.load(path)
+
+
+def test_a_header_claiming_a_huge_tensor_is_refused_before_any_allocation(key, tmp_path):
+    path = key.save(tmp_path / "owner.key")
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    header["key"]["shape"] = [3, 100000, 100000]
+    header["key"]["data_offsets"] = [0, 4 * 3 * 100000 * 100000]
+    new = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n :])
+    with pytest.raises(KeyFileError, match="shape"):
+        Key.load(path)
+
+
+def test_a_key_with_non_finite_values_is_refused_at_construction():
+    """A NaN key used to reach wrap and come back as "lower `lr`"."""
+    t = torch.rand(3, 4, 4)
+    t[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="finite key values"):
+        Key(t)
+    with pytest.raises(ValueError, match="lam"):
+        Key(torch.rand(3, 4, 4), "0.5")  # type: ignore[arg-type]

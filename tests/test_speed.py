@@ -87,13 +87,18 @@ def test_tensor_loader_rejects_float_images():
 
 def test_speed_command_prints_the_ratios(tmp_path, capsys):
     out = tmp_path / "speed.json"
+    state = torch.random.get_rng_state()
     assert main(["--model", "cnn5", "--batch-size", "8", "--reps", "2", "--kd-batches", "2", "--device", "cpu", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     for line in ("train step", "teacher", "KD epoch"):
         assert line in printed
     assert printed.count("ratio") == 3 and "bound (6+3)/3 = 3.00" in printed
     result = json.loads(out.read_text())[0]
-    assert result["train_step"]["ratio"] > 0 and result["kd_epoch"]["ratio"] > 0
+    for row in ("train_step", "teacher", "kd_epoch"):  # each ratio is the quotient of its own timings
+        timings = result[row]
+        other = "sdb" if row == "train_step" else "keyed"
+        assert timings["ratio"] == pytest.approx(timings[other]["seconds"] / timings["plain"]["seconds"])
+    assert torch.equal(torch.random.get_rng_state(), state)  # timing seeds torch, but on a fork of the caller's generator
 
 
 def test_speed_rejects_zero_reps():

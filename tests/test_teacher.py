@@ -13,7 +13,7 @@ from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 
 @pytest.fixture
 def box(wrapped):
-    """A private copy of the session box (the teacher freezes the box it is given)."""
+    """A private copy of the session box (tests change its mode)."""
     b = copy.deepcopy(wrapped)
     b._key = wrapped.key
     return b
@@ -110,18 +110,45 @@ def test_soft_labels(box, batch):
         teacher.soft_labels(x, T=0)
 
 
-def test_teacher_is_frozen_no_grad_and_eval(box, batch):
+def test_teacher_reads_the_box_in_eval_mode_without_freezing_it(box, batch):
+    """It used to freeze the box in place for good (eval mode, requires_grad off)."""
     x, _ = batch
     box.train()
     before = copy.deepcopy(box.state_dict())
+    with torch.no_grad():
+        expected = copy.deepcopy(box).eval()(mix(x, box.key.tensor, box.key.lam))
     teacher = KeyedTeacher(box, box.key)
-    assert not box.training and all(not m.training for m in box.modules())
     x = x.clone().requires_grad_(True)
     with torch.enable_grad():
         out = teacher(x)
         soft = teacher.soft_labels(x)
+    torch.testing.assert_close(out, expected)  # eval-mode BatchNorm, though the box is training
     assert not out.requires_grad and not soft.requires_grad
-    assert all(not p.requires_grad for p in box.parameters())
-    assert not box.training
+    assert box.training and all(m.training for m in box.modules())  # its modes given back
+    assert all(p.requires_grad for p in box.parameters())  # and never frozen
     for k, v in box.state_dict().items():  # BatchNorm statistics untouched by teaching
         assert torch.equal(v, before[k]), k
+
+
+def test_a_plain_module_is_refused_with_the_fix(box):
+    with pytest.raises(TypeError, match=r"Expected a SafeBox.*distill"):
+        KeyedTeacher(box.model, box.key)  # type: ignore[arg-type]
+
+
+def test_nan_inputs_are_refused_even_when_checking_every_batch(box, batch):
+    """NaN compares false with both bounds, so a range check alone let it through to NaN soft labels."""
+    x, _ = batch
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    always = KeyedTeacher(box, box.key, check_inputs="always")
+    always(x)
+    with pytest.raises(InputError, match="NaN or infinite"):
+        always(bad)
+    with pytest.raises(InputError, match="NaN or infinite"):
+        KeyedTeacher(box, box.key)(bad)  # the default checks the first batch
+
+
+@pytest.mark.parametrize("T", [float("inf"), float("nan"), 0.0, "4"])
+def test_soft_labels_temperature_must_be_finite_and_positive(box, batch, T):
+    with pytest.raises(ValueError, match=r"Expected `T` to be a finite number > 0"):
+        KeyedTeacher(box, box.key).soft_labels(batch[0], T=T)

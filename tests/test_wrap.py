@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from sdbox import FidelityError, InputError, Key, NonFiniteLossError, SafeBox, SDBSettings
+from sdbox import CheckpointError, FidelityError, InputError, Key, NonFiniteLossError, SafeBox, SDBSettings
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 from sdbox.evaluate import evaluate
 from sdbox.losses import augmentation_loss, classification_loss, disturbance_loss, kd_loss, preservation_loss, uniqueness_loss
@@ -151,6 +151,22 @@ def test_fidelity_guard_raises_with_the_figures(pretrained, train_ds, make_loade
     assert isinstance(info.value, RuntimeError)
 
 
+def test_wrap_with_the_guard_on_keeps_accuracy_within_the_allowed_drop(pretrained, train_ds, test_ds, make_loader):
+    """The guard as users run it (every other wrap test switches it off or scripts the figures):
+    a gentle fine-tune passes it, and the figures it reports are the box's measured accuracy."""
+    torch.manual_seed(0)
+    val = make_loader(test_ds, n=100)
+    before = evaluate(pretrained, val)["acc"]
+    box = SafeBox.wrap(pretrained, make_loader(train_ds, n=100, batch_size=25, shuffle=True), val_loader=val, epochs=1, lr=0.002,
+                       omega=0.05, max_accuracy_drop=5.0, device="cpu", progress=False, **NORM)
+    result = box.wrap_result
+    assert result.clean_acc_before == pytest.approx(before) and result.best_epoch == 1
+    assert result.clean_acc_after >= result.clean_acc_before - 5.0 and result.keyed_acc_after >= result.clean_acc_before - 5.0
+    box.eval()
+    assert evaluate(box, val)["acc"] == pytest.approx(result.clean_acc_after)
+    assert evaluate(box, val, key=box.key.tensor, lam=box.key.lam)["acc"] == pytest.approx(result.keyed_acc_after)
+
+
 def test_fidelity_guard_keeps_the_most_disturbed_qualifying_epoch(pretrained, train_ds, make_loader, monkeypatch):
     """Scripted figures: epoch 2 is the most disturbed but too inaccurate, so epoch 3 must win,
     and the model must end with epoch 3's weights, not the last or the first epoch's."""
@@ -228,8 +244,9 @@ def test_resume_continues_from_the_next_epoch_with_the_same_key(pretrained_state
         return m
 
     first = CountingLoader(train, interrupt_when=ckpt.exists)
+    interrupted = model()
     with pytest.raises(KeyboardInterrupt):
-        SafeBox.wrap(model(), first, **kwargs)
+        SafeBox.wrap(interrupted, first, **kwargs)
     assert ckpt.is_file() and stat.S_IMODE(ckpt.stat().st_mode) == 0o600
     payload = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert payload["state"]["epoch"] == 1
@@ -237,7 +254,8 @@ def test_resume_continues_from_the_next_epoch_with_the_same_key(pretrained_state
     saved_fp = Key(payload["key"]["tensor"], payload["key"]["lam"]).fingerprint
 
     second = CountingLoader(train)
-    box = SafeBox.wrap(model(), second, **kwargs)  # no key passed: the checkpoint's is used
+    # the same model object: Ctrl-C gave it its original weights back, so the checkpoint accepts it
+    box = SafeBox.wrap(interrupted, second, **kwargs)  # no key passed: the checkpoint's is used
     assert box.key.fingerprint == saved_fp == box.box_config.key_fingerprint
     assert [r["epoch"] for r in box.wrap_result.epochs] == [1, 2]
     assert box.wrap_result.epochs[0] == epoch1  # epoch 1 was kept, not redone
@@ -245,27 +263,100 @@ def test_resume_continues_from_the_next_epoch_with_the_same_key(pretrained_state
     assert steps <= second.batches <= steps + 1, second.batches
 
 
-def test_resume_with_another_key_or_settings_is_refused(pretrained_state, tiny_cls, train_ds, test_ds, make_loader, tmp_path):
-    model = tiny_cls()
-    model.load_state_dict(pretrained_state)
+def test_checkpoint_is_deleted_after_a_successful_wrap_unless_kept(pretrained, train_ds, test_ds, make_loader, tmp_path):
+    """It holds the key and the unprotected original: left behind, it gives away what the box hides."""
+    kwargs = dict(val_loader=make_loader(test_ds, n=50), epochs=1, max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    train = make_loader(train_ds, n=50)
+    box = SafeBox.wrap(copy.deepcopy(pretrained), train, checkpoint_dir=tmp_path / "ckpt", **kwargs)
+    assert not (tmp_path / "ckpt").exists() and box.wrap_result.kept_checkpoint is None
+    stale = tmp_path / "kept" / "wrap_state.pt.tmp"  # a world-readable leftover at the old fixed temp name
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
+    stale.chmod(0o644)
+    kept = SafeBox.wrap(copy.deepcopy(pretrained), train, checkpoint_dir=tmp_path / "kept", keep_checkpoint=True, **kwargs)
+    path = tmp_path / "kept" / "wrap_state.pt"
+    assert kept.wrap_result.kept_checkpoint == str(path)
+    assert path.is_file() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["wrap_state.pt", "wrap_state.pt.tmp"]  # no new temp file
+    assert stale.read_bytes() == b"old"
+
+
+def test_resume_refuses_a_checkpoint_of_another_wrap_naming_the_difference(pretrained, tiny_cls, train_ds, test_ds, make_loader, tmp_path):
+    """A checkpoint resumed by another model or other arguments would silently return the old box and key."""
     train, val = make_loader(train_ds, n=50), make_loader(test_ds, n=50)
-    kwargs = dict(val_loader=val, epochs=1, max_accuracy_drop=100, device="cpu", progress=False, checkpoint_dir=tmp_path, **NORM)
-    box = SafeBox.wrap(copy.deepcopy(model), train, **kwargs)
-    with pytest.raises(ValueError, match="another key"):
-        SafeBox.wrap(copy.deepcopy(model), train, key=Key.generate((3, 32, 32)), **kwargs)
-    with pytest.raises(ValueError, match="settings"):
-        SafeBox.wrap(copy.deepcopy(model), train, key=box.key, omega=0.5, **kwargs)
+    kwargs = dict(val_loader=val, max_accuracy_drop=100, device="cpu", progress=False, checkpoint_dir=tmp_path, keep_checkpoint=True, **NORM)
+    box = SafeBox.wrap(copy.deepcopy(pretrained), train, epochs=1, **kwargs)
+    same = dict(key=box.key, epochs=1)
+    other_model = tiny_cls().eval()  # same class, other weights
+    cases = [
+        (copy.deepcopy(pretrained), train, {**same, "key": Key.generate((3, 32, 32))}, "another key"),
+        (other_model, train, same, r"`model_weights_sha256` differs.*same model"),
+        (copy.deepcopy(pretrained), train, {**same, "omega": 0.5}, r"`settings.omega` was 0.1, now 0.5"),
+        (copy.deepcopy(pretrained), train, {**same, "lr": 0.02}, r"`lr` was 0.01, now 0.02"),
+        (copy.deepcopy(pretrained), train, {**same, "epochs": 2}, r"`epochs` was 1, now 2"),
+        (copy.deepcopy(pretrained), make_loader(train_ds, n=100), same, r"`train_batches` was 1, now 2"),
+    ]
+    for model, loader, changes, message in cases:
+        with pytest.raises(CheckpointError, match=message) as info:
+            SafeBox.wrap(model, loader, **{**kwargs, **changes})
+        assert "empty folder" in str(info.value) and isinstance(info.value, ValueError)
+    again = SafeBox.wrap(copy.deepcopy(pretrained), train, **{**kwargs, **same})  # the same wrap resumes (finished: nothing to train)
+    assert again.wrap_result.epochs == box.wrap_result.epochs
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "foreign"])
+def test_a_damaged_checkpoint_is_a_named_error(pretrained, train_ds, test_ds, make_loader, tmp_path, damage):
+    kwargs = dict(val_loader=make_loader(test_ds, n=50), epochs=1, max_accuracy_drop=100, device="cpu", progress=False, checkpoint_dir=tmp_path, **NORM)
+    train = make_loader(train_ds, n=50)
+    box = SafeBox.wrap(copy.deepcopy(pretrained), train, keep_checkpoint=True, **kwargs)
+    path = tmp_path / "wrap_state.pt"
+    raw = path.read_bytes()
+    if damage == "foreign":
+        torch.save({"weights": torch.zeros(2)}, path)
+    else:
+        path.write_bytes({"truncated": raw[: len(raw) // 2], "garbage": b"PK\x03\x04" + b"\x00" * 200, "empty": b""}[damage])
+    for key in (None, box.key):  # without a key wrap reads the checkpoint's; with one it resumes
+        with pytest.raises(CheckpointError, match=r"wrap_state.pt.*(delete it|empty folder)"):
+            SafeBox.wrap(copy.deepcopy(pretrained), train, key=key, **kwargs)
+
+
+def test_a_failed_wrap_gives_the_model_its_weights_and_mode_back(pretrained, train_ds, make_loader):
+    pretrained.train()
+    before = copy.deepcopy(pretrained.state_dict())
+    with pytest.raises(FidelityError, match="keeps its original weights"):
+        SafeBox.wrap(pretrained, make_loader(train_ds, n=50), val_loader=make_loader(train_ds, n=50), epochs=1, omega=100.0, lr=0.5,
+                     max_accuracy_drop=0, device="cpu", progress=False, **NORM)
+    for name, value in pretrained.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert pretrained.training and all(m.training for m in pretrained.modules())
+    assert pretrained.fc.weight.is_contiguous()  # and its memory layout
+
+
+def test_wrap_hands_the_model_back_in_the_mode_it_came_in(pretrained, train_ds, test_ds, make_loader):
+    """It used to come back in eval mode whatever mode it came in."""
+    pretrained.eval()
+    pretrained.features[1].train()  # mixed modes, e.g. a user re-estimating one BatchNorm's statistics
+    modes = [m.training for m in pretrained.modules()]
+    box = SafeBox.wrap(pretrained, make_loader(train_ds, n=50), val_loader=make_loader(test_ds, n=50), epochs=1,
+                       max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    assert [m.training for m in pretrained.modules()] == modes and box.model is pretrained
+    pretrained.train()
+    box = SafeBox.wrap(pretrained, make_loader(train_ds, n=50), val_loader=make_loader(test_ds, n=50), epochs=1,
+                       max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    assert pretrained.training and box.training
 
 
 # --------------------------------------------------------------------------- non-finite losses
-def test_nan_inputs_raise_naming_the_term(pretrained, train_ds, test_ds, make_loader):
+def test_nan_inputs_raise_naming_the_problem(pretrained, train_ds, test_ds, make_loader):
     x, y = next(iter(make_loader(train_ds, n=50)))
     x = x.clone()
-    x[:, :, :4, :4] = float("nan")
-    bad = DataLoader(TensorDataset(x, y), batch_size=25)
-    with pytest.raises(NonFiniteLossError, match=r"loss term `cls` became nan.*lower `lr`"):
-        SafeBox.wrap(pretrained, bad, val_loader=make_loader(test_ds, n=50), epochs=1, max_accuracy_drop=100,
-                     device="cpu", progress=False, **NORM)
+    x[25:, :, :4, :4] = float("nan")  # the second batch: only training shows it, as a NaN loss term
+    val = make_loader(test_ds, n=50)
+    kwargs = dict(val_loader=val, epochs=1, max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    with pytest.raises(NonFiniteLossError, match=r"loss term `cls` became nan.*check the inputs for NaN"):
+        SafeBox.wrap(pretrained, DataLoader(TensorDataset(x, y), batch_size=25), **kwargs)
+    with pytest.raises(InputError, match="finite pixel values"):  # in the first batch: caught before any training
+        SafeBox.wrap(pretrained, DataLoader(TensorDataset(x.flip(0), y), batch_size=25), **kwargs)
 
 
 def test_huge_lr_raises_naming_a_term(pretrained, train_ds, test_ds, make_loader):
@@ -431,3 +522,103 @@ def test_frozen_run_falls_back_to_the_exact_model_when_untraceable(batch):
     with torch.inference_mode():
         torch.testing.assert_close(frozen.run("original", x), frozen.original(x))
     assert frozen.folded["original"] is frozen.original
+
+
+# ------------------------------------------------------------- probes: named errors, not tracebacks
+class BatchNormHead(nn.Module):
+    """A classifier whose head has BatchNorm1d: a training batch of one image breaks it."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(32, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_labels_outside_the_model_classes(pretrained, train_ds, make_loader):
+    x, y = next(iter(make_loader(train_ds, n=50)))
+    val = make_loader(train_ds, n=50)
+    later = DataLoader(TensorDataset(x, torch.cat([y[:25], torch.full((25,), 10)])), batch_size=25)  # second batch
+    with pytest.raises(InputError, match=r"labels in \[0, 10\).*from 10 to 10"):
+        SafeBox.wrap(pretrained, later, val_loader=val, epochs=1, max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    negative = DataLoader(TensorDataset(x, y - 1), batch_size=25)
+    with pytest.raises(InputError, match=r"labels in \[0, 10\)"):
+        SafeBox.wrap(pretrained, negative, val_loader=val, epochs=1, device="cpu", progress=False, **NORM)
+
+
+def test_a_training_batch_of_one_with_batchnorm(train_ds, make_loader):
+    x, y = next(iter(make_loader(train_ds, n=51, batch_size=51)))
+    val = make_loader(train_ds, n=50)
+    kwargs = dict(val_loader=val, epochs=1, max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    with pytest.raises(InputError, match="batch of one.*drop_last=True"):  # a DataLoader: known before the first epoch
+        SafeBox.wrap(BatchNormHead(), DataLoader(TensorDataset(x, y), batch_size=25), **kwargs)
+    with pytest.raises(InputError, match="batch of one"):  # any other loader: when the batch comes
+        SafeBox.wrap(BatchNormHead(), [(x[:25], y[:25]), (x[25:50], y[25:50]), (x[50:], y[50:])], **kwargs)
+    box = SafeBox.wrap(BatchNormHead(), DataLoader(TensorDataset(x, y), batch_size=25, drop_last=True), **kwargs)
+    assert box.wrap_result.best_epoch == 1
+
+
+class Stream(torch.utils.data.IterableDataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return iter(zip(self.x, self.y))
+
+
+def test_a_loader_over_an_iterable_dataset_without_len(pretrained, train_ds, test_ds, make_loader):
+    x, y = next(iter(make_loader(train_ds, n=50, batch_size=50)))
+    box = SafeBox.wrap(pretrained, DataLoader(Stream(x, y), batch_size=25), val_loader=make_loader(test_ds, n=50), epochs=1,
+                       max_accuracy_drop=100, device="cpu", progress=False, **NORM)
+    assert box.wrap_result.best_epoch == 1
+
+
+def test_a_one_shot_generator_loader(pretrained, train_ds, make_loader):
+    dl = make_loader(train_ds, n=50, batch_size=25)
+    with pytest.raises(InputError, match="re-iterable.*generator"):
+        SafeBox.wrap(pretrained, (b for b in dl), val_loader=dl, epochs=2, device="cpu", progress=False, **NORM)
+    with pytest.raises(InputError, match="`val_loader` to be re-iterable"):
+        SafeBox.wrap(pretrained, dl, val_loader=iter(list(dl)), epochs=2, device="cpu", progress=False, **NORM)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"omega": "lots"}, "`omega` to be a finite number"), ({"t_dis": float("inf")}, "`t_dis` to be a finite number"),
+    ({"eta": float("nan")}, "`eta`"), ({"lr": float("nan")}, "`lr`"), ({"epochs": 1.5}, "`epochs`"),
+])
+def test_odd_argument_values_are_named(pretrained, train_ds, make_loader, kwargs, message):
+    dl = make_loader(train_ds, n=50)
+    with pytest.raises(ValueError, match=message):
+        SafeBox.wrap(pretrained, dl, val_loader=dl, device="cpu", progress=False, **NORM, **kwargs)
+
+
+def test_a_frozen_model_is_refused_with_the_fix(pretrained, train_ds, make_loader):
+    dl = make_loader(train_ds, n=50)
+    pretrained.requires_grad_(False)
+    with pytest.raises(InputError, match=r"requires_grad_\(True\)"):
+        SafeBox.wrap(pretrained, dl, val_loader=dl, device="cpu", progress=False, **NORM)
+
+
+def test_a_nan_key_is_named_not_blamed_on_lr(pretrained, train_ds, make_loader):
+    dl = make_loader(train_ds, n=50)
+    tensor = torch.randn(3, 32, 32)
+    tensor[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="finite key values"):
+        SafeBox.wrap(pretrained, dl, val_loader=dl, key=Key(tensor), device="cpu", progress=False, **NORM)
+
+
+def test_cudnn_benchmark_is_put_back(monkeypatch):
+    """Resolving the fast path used to switch cudnn.benchmark on for the whole process."""
+    from sdbox.fastpath import FastPath
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    fast = FastPath().resolve("cuda")
+    assert torch.backends.cudnn.benchmark is False
+    with fast.running_on("cuda"):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark is False
+    with pytest.raises(RuntimeError):
+        with fast.running_on("cuda"):
+            raise RuntimeError("a failed wrap")
+    assert torch.backends.cudnn.benchmark is False

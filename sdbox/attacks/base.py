@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ..data import CIFAR10_MEAN, CIFAR10_STD
 from ..evaluate import evaluate
 from ..progress import progress_bar
+from ..restoring import seeded
 
 TeacherFn = Callable[[torch.Tensor], torch.Tensor]
 StudentFactory = Callable[[], nn.Module]
@@ -152,9 +153,12 @@ def score(student: nn.Module, data: AttackData, device: str = "cpu") -> float:
 
 
 def new_student(student_factory: StudentFactory, budget: Budget) -> nn.Module:
-    """A fresh student with the run's seeded initial weights: every row starts from the same point."""
-    torch.manual_seed(budget.seed)
-    return student_factory()
+    """A fresh student with the run's seeded initial weights: every row starts from the same point.
+
+    Seeded on a fork of the global generator, so the caller's random stream is left as it was.
+    """
+    with seeded(budget.seed):
+        return student_factory()
 
 
 def distill_from_targets(

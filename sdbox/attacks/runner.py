@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..box import SafeBox
+from ..files import write_text
 from ..key import Key
 from ..progress import progress_bar
 from ..teacher import KeyedTeacher
@@ -138,9 +139,6 @@ def write_json(report: dict[str, Any], out: str | Path) -> Path:
     """Write ``out/attacks.json`` (the list of rows, as the benchmark report reads it) and
     ``out/attacks_meta.json`` (box, data, budget, seed, wall time), each atomically."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     for name, payload in (("attacks_meta.json", report["meta"]), ("attacks.json", report["results"])):
-        tmp = out / (name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=2, default=str))
-        tmp.replace(out / name)
+        write_text(out / name, json.dumps(payload, indent=2, default=str))
     return out / "attacks.json"

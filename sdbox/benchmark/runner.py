@@ -32,6 +32,7 @@ from ..errors import FidelityError, InputError
 from ..evaluate import evaluate
 from ..key import Key
 from ..proxy import mix
+from ..restoring import global_rng_kept
 from ..teacher import KeyedTeacher
 from . import models
 from .compare import compare
@@ -79,6 +80,7 @@ def load_data(data: str | os.PathLike | None, p: Preset, device: torch.device) -
     return BenchmarkData(*(Split(s.images.to(device), s.labels.to(device)) for s in splits))
 
 
+@global_rng_kept()  # the steps seed torch for reproducible runs; the caller's random stream is left as found
 def run_benchmark(
     data: str | os.PathLike | None = None,
     preset: str | Preset = "cpu",

@@ -15,12 +15,11 @@ from typing import Any, Callable
 import torch.nn as nn
 from safetensors.torch import load_model, save_model
 
+from ..files import atomic_path, write_text
+
 
 def write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2))
 
 
 def read_json(path: Path) -> Any:
@@ -37,10 +36,8 @@ def cached_json(path: Path, compute: Callable[[], Any]) -> Any:
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_model(model, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_model(model, str(tmp))
 
 
 def load_weights(model: nn.Module, path: Path, device: str = "cpu") -> nn.Module:

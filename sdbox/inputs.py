@@ -1,0 +1,150 @@
+"""Checking what a user hands to wrap and distill: loaders, batches, labels, models.
+
+Each check turns a mistake that would otherwise surface as a traceback deep inside torch (or
+as a silently wrong result) into an :class:`~sdbox.errors.InputError` that names the problem
+and the fix. Checks that cost a host-device sync run on the first batch only, or on tensors
+still on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Iterable
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Subset
+
+from .errors import InputError
+from .restoring import eval_mode
+
+
+def finite_number(value: Any) -> bool:
+    """A real, finite number, and not a bool (``True`` is an int to Python, never a setting).
+
+    An int too large for a float (JSON allows 4,300 digits) is not finite for sdbox's purposes.
+    """
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def check_temperature(T: Any, name: str = "T") -> float:
+    """A softmax temperature: finite and > 0 (T = inf makes every soft label uniform)."""
+    if not finite_number(T) or not T > 0:
+        raise ValueError(f"Expected `{name}` to be a finite number > 0, but got {T!r}.")
+    return float(T)
+
+
+def length(obj: Any) -> int | None:
+    """``len(obj)``, or None where it has none (an IterableDataset's DataLoader raises TypeError)."""
+    try:
+        return len(obj)
+    except TypeError:
+        return None
+
+
+def check_reiterable(loader: Iterable, name: str = "loader") -> None:
+    """Refuse one-shot iterators: wrap reads a loader once per epoch (and peeks at it first), so
+    a generator would lose its first batch to the peek and be empty from the second pass on."""
+    if iter(loader) is loader:
+        raise InputError(
+            f"Expected `{name}` to be re-iterable (a DataLoader or a list of batches), but got a one-shot "
+            f"{type(loader).__name__} that is empty after one pass: pass a DataLoader, or `list(...)` of the batches."
+        )
+
+
+def first_batch(loader: Iterable, name: str = "loader") -> tuple[torch.Tensor, torch.Tensor]:
+    """The loader's first (x, y), validated: a clear error beats a traceback deep in torch."""
+    check_reiterable(loader, name)
+    try:
+        batch = next(iter(loader))
+    except StopIteration:
+        raise InputError(f"Expected `{name}` to yield at least one batch, but it is empty: check the dataset path and filters.") from None
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise InputError("Expected the loader to yield (images, labels) pairs, e.g. a DataLoader over an ImageFolder.")
+    x, y = batch[0], batch[1]
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+        raise InputError(
+            "Expected image batches as float tensors of shape (N, C, H, W), but got "
+            f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))} {getattr(x, 'dtype', '')}: add transforms.ToTensor() and Normalize."
+        )
+    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.is_floating_point():
+        raise InputError(f"Expected integer class labels of shape (N,), but got {getattr(y, 'dtype', type(y))} {tuple(getattr(y, 'shape', ()))}.")
+    if not torch.isfinite(x).all():
+        raise InputError(f"Expected finite pixel values, but the first batch of `{name}` holds NaN or infinite values: check the dataset and its transforms.")
+    return x, y
+
+
+def check_labels(y: torch.Tensor, num_classes: int, *, always: bool = False) -> None:
+    """Labels must index the model's logits. Checked where free (``y`` still on the CPU) or
+    when ``always``; on an accelerator a bad label is a device-side assert, not an exception."""
+    if not (always or y.device.type == "cpu") or len(y) == 0:
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= num_classes:
+        raise InputError(
+            f"Expected class labels in [0, {num_classes}) for a model with {num_classes} outputs, but got labels from "
+            f"{low} to {high}: check the dataset's class mapping, or give the model {high + 1} outputs."
+        )
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def check_batch_of_one(loader: Iterable, model: nn.Module, name: str = "loader") -> None:
+    """A training batch of one image breaks BatchNorm's batch statistics; for a DataLoader this is
+    known before the first epoch (the last batch of ``len(dataset) % batch_size == 1``)."""
+    if not isinstance(loader, DataLoader) or loader.batch_size is None or loader.drop_last or not has_batchnorm(model):
+        return
+    size = length(loader.dataset)
+    if size is not None and size % loader.batch_size == 1:
+        raise InputError(batch_of_one_message(name))
+
+
+def batch_of_one_message(name: str = "loader") -> str:
+    return (
+        f"Expected training batches of at least 2 images (BatchNorm needs two to compute batch statistics), but `{name}` "
+        "yields a batch of one: pass `drop_last=True` to the DataLoader, or change `batch_size`."
+    )
+
+
+def check_trainable(model: nn.Module) -> None:
+    if not any(p.requires_grad for p in model.parameters()):
+        raise InputError(
+            "Expected a model with trainable parameters, but every parameter has requires_grad=False "
+            "(frozen by another tool?): call `model.requires_grad_(True)` before wrapping it."
+        )
+
+
+def check_classifier(model: nn.Module, x: torch.Tensor) -> int:
+    """Run two images through ``model``; return the number of classes or raise InputError."""
+    try:
+        with torch.inference_mode(), eval_mode(model):
+            out = model(x[:2])
+    except Exception as e:  # the user's model may fail in any way; say what we tried
+        raise InputError(f"The model failed on a batch of shape {tuple(x[:2].shape)} from the loader: {e}") from e
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(x[:2]) or out.shape[1] < 2:
+        raise InputError(
+            "Expected a classifier that maps (N, C, H, W) images to (N, num_classes) logits, but the "
+            f"model returned {type(out).__name__} {tuple(getattr(out, 'shape', ()))}: wrap a model whose forward returns logits."
+        )
+    return int(out.shape[1])
+
+
+def split_holdout(loader: DataLoader, fraction: float = 0.1, seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    """Carve a held-out slice off a map-style loader, for the fidelity guard without val_loader."""
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or (length(dataset) or 0) < 20:
+        raise InputError("Pass `val_loader=`: the fidelity guard needs held-out images and this loader's dataset cannot be split.")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(10, int(len(dataset) * fraction))
+    kwargs = dict(batch_size=loader.batch_size, num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory)
+    train = DataLoader(Subset(dataset, order[n_val:]), shuffle=True, drop_last=loader.drop_last, **kwargs)
+    val = DataLoader(Subset(dataset, order[:n_val]), shuffle=False, **kwargs)
+    return train, val
