@@ -135,6 +135,16 @@ def test_resume_does_no_training_and_adds_attacks(finished, cache, monkeypatch):
     (out / "attacks.json").write_text(json.dumps(attacks))
     again = run_benchmark(DATA, TINY, 2, out, threads=1, progress=False)
     assert again["seeds"] == results["seeds"] and again["comparisons"] == results["comparisons"]
+    assert (out / "report.md").read_text().count("Uniqueness (random key") == 2
+    # A preset asking for more rows trains only those on a rerun.
+    monkeypatch.undo()
+    monkeypatch.setenv("SDBOX_CACHE", str(cache))
+    trained = []
+    real = runner.distill
+    monkeypatch.setattr(runner, "distill", lambda *a, **k: trained.append(1) or real(*a, **k))
+    more = run_benchmark(DATA, replace(TINY, random_keys=2), 2, out, threads=1, progress=False)
+    assert len(trained) == 2 and len(more["seeds"]["1"]["random_key_attack"]) == 2
+    assert more["seeds"]["1"]["scratch"] == results["seeds"]["1"]["scratch"]
     assert again["teacher"]["source"] == "cache"
     assert "## Other attacks" in (out / "report.md").read_text()
 
