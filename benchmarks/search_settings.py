@@ -40,6 +40,8 @@ CANDIDATES: dict[str, dict] = {
     "confuse, ω 0.1": {"disturbance_form": "confuse", "main_loss": "kl"},
     "confuse, ω 0.3": {"disturbance_form": "confuse", "main_loss": "kl", "omega": 0.3},
     "confuse, ω 0.3, wrong_keys": {"disturbance_form": "confuse", "main_loss": "kl", "omega": 0.3, "wrong_keys": 1.0},
+    "tiled key 4, wrong_keys": {"key_tile": 4, "wrong_keys": 1.0},
+    "tiled key 4, wrong_keys, λ 0.7": {"key_tile": 4, "wrong_keys": 1.0, "lam": 0.7},
 }
 SHARED = ("scratch", "Normal")  # student rows no SDB setting changes
 

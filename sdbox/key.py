@@ -80,16 +80,25 @@ class Key:
         lam: float = 0.5,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        tile: int | None = None,
     ) -> "Key":
-        """Draw a fresh key: uniform pixel noise from ``os.urandom``, normalised with mean/std."""
+        """Draw a fresh key: uniform pixel noise from ``os.urandom``, normalised with mean/std.
+
+        ``tile``: draw one ``tile × tile`` patch and repeat it over the image. Every fresh key of
+        the untiled family has the same local statistics, which is all a convolution sees; a
+        tiled key repeats one random local pattern that a convolution can recognise anywhere.
+        """
         if len(shape) != 3 or not _is_key_shape([int(s) for s in shape]):
             raise ValueError(
                 f"Expected `shape` to be (C, H, W) with positive sizes, C ≤ {MAX_CHANNELS} and H, W ≤ {MAX_SIDE}, but got {tuple(shape)}."
             )
         c, h, w = (int(s) for s in shape)
-        raw = np.frombuffer(os.urandom(4 * c * h * w), dtype=np.uint32).reshape(c, h, w)
+        if tile is not None and (not isinstance(tile, int) or tile < 1 or h % tile or w % tile):
+            raise ValueError(f"Expected `tile` to be a positive integer dividing the key's height and width {h}×{w}, but got {tile!r}.")
+        th, tw = (tile, tile) if tile else (h, w)
+        raw = np.frombuffer(os.urandom(4 * c * th * tw), dtype=np.uint32).reshape(c, th, tw)
         pixels = torch.from_numpy(raw.astype(np.float64) / 2.0**32).float()  # uniform in [0, 1)
-        return cls(normalize(pixels, mean, std), lam)
+        return cls(normalize(pixels.repeat(1, h // th, w // tw), mean, std), lam)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -198,15 +198,24 @@ def sdb_step(
 
 
 def decoy_key(key: torch.Tensor) -> torch.Tensor:
-    """A wrong key with the real key's statistics: its values shuffled within each channel.
+    """A wrong key from the real key's family: its values shuffled within each channel.
 
-    Fresh every step, so the box learns to reject the *family* of keys an attacker would draw,
-    not one decoy; same per-channel distribution, so it cannot be told apart by its histogram.
+    For a tiled key (see ``Key.generate(tile=)``) the shuffle happens inside one tile, which is
+    then repeated: the decoy is a fresh key of the same family. Fresh every step, so the box
+    learns to reject the *family* of keys an attacker would draw, not one decoy; same
+    per-channel values, so it cannot be told apart by its histogram.
     """
-    c = key.shape[0]
-    flat = key.reshape(c, -1)
+    c, h, w = key.shape
+    th, tw = _period(key, 1), _period(key, 2)
+    flat = key[:, :th, :tw].reshape(c, -1)
     order = torch.argsort(torch.rand(flat.shape, device=key.device), dim=1)
-    return flat.gather(1, order).view_as(key)
+    return flat.gather(1, order).view(c, th, tw).repeat(1, h // th, w // tw)
+
+
+def _period(key: torch.Tensor, dim: int) -> int:
+    """The smallest period of ``key`` along ``dim`` that divides its size (the size itself if none)."""
+    n = key.shape[dim]
+    return next(p for p in range(1, n + 1) if n % p == 0 and torch.equal(key, key.roll(p, dims=dim)))
 
 
 # --------------------------------------------------------------------------------------------

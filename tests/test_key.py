@@ -238,3 +238,13 @@ def test_a_key_with_non_finite_values_is_refused_at_construction():
         Key(t)
     with pytest.raises(ValueError, match="lam"):
         Key(torch.rand(3, 4, 4), "0.5")  # type: ignore[arg-type]
+
+
+def test_a_tiled_key_repeats_one_random_patch():
+    key = Key.generate((3, 32, 32), 0.5, tile=8)
+    assert torch.equal(key.tensor, key.tensor.roll(8, dims=1)) and torch.equal(key.tensor, key.tensor.roll(8, dims=2))
+    assert not torch.equal(key.tensor, key.tensor.roll(4, dims=1))  # the period is the tile, not less
+    assert not torch.equal(Key.generate((3, 32, 32), 0.5, tile=8).tensor, key.tensor)
+    for bad in (0, 5, 2.0):
+        with pytest.raises(ValueError, match="`tile` to be a positive integer dividing"):
+            Key.generate((3, 32, 32), 0.5, tile=bad)

@@ -417,6 +417,16 @@ def test_decoy_key_is_a_per_channel_shuffle_of_the_key(key):
     assert not torch.equal(decoy_key(key.tensor), decoy)  # and fresh every call
 
 
+def test_decoy_of_a_tiled_key_is_a_fresh_tile_of_the_same_family():
+    key = Key.generate((3, 32, 32), 0.5, CIFAR10_MEAN, CIFAR10_STD, tile=4)
+    decoy = decoy_key(key.tensor)
+    torch.testing.assert_close(decoy, decoy.roll(4, dims=1))  # still periodic with the key's tile
+    torch.testing.assert_close(decoy, decoy.roll(4, dims=2))
+    for c in range(3):  # its tile holds the key tile's values, shuffled
+        torch.testing.assert_close(decoy[c, :4, :4].flatten().sort().values, key.tensor[c, :4, :4].flatten().sort().values)
+    assert not torch.equal(decoy, key.tensor)
+
+
 def test_uniqueness_term_pulls_the_decoy_stream_onto_the_clean_stream(pretrained, batch, key):
     x, y = batch
     frozen = FrozenModels.from_model(pretrained, with_random=True, seed=0)

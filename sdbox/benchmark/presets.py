@@ -68,6 +68,7 @@ class Preset:
     wrong_keys: float = 0.0
     main_loss: str = "mse"
     disturbance_form: str = "push"
+    key_tile: int | None = None  # Key.generate(tile=): the owner's key and every random key of the run
     methods: tuple[str, ...] = METHODS
     key_rows: tuple[str, ...] | None = None  # methods whose students are also distilled through x̃ (None: all)
     second_student_methods: tuple[str, ...] | None = None  # None: every method

@@ -230,7 +230,7 @@ class _Run:
             if path.exists():
                 self._key = Key.load(path)
             else:
-                self._key = Key.generate((3, 32, 32), self.p.lam, CIFAR10_MEAN, CIFAR10_STD)
+                self._key = Key.generate((3, 32, 32), self.p.lam, CIFAR10_MEAN, CIFAR10_STD, tile=self.p.key_tile)
                 self.out.mkdir(parents=True, exist_ok=True)
                 self._key.save(path)
         return self._key
@@ -330,7 +330,7 @@ class _Run:
         path = self.out / f"seed{seed}" / f"random_key_{i}.key"
         if path.exists():
             return Key.load(path)
-        key = Key.generate((3, 32, 32), self.p.lam, CIFAR10_MEAN, CIFAR10_STD)
+        key = Key.generate((3, 32, 32), self.p.lam, CIFAR10_MEAN, CIFAR10_STD, tile=self.p.key_tile)
         path.parent.mkdir(parents=True, exist_ok=True)
         key.save(path)
         return key
