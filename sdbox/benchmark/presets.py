@@ -123,13 +123,13 @@ CPU = Preset(
     teacher_epochs=4, teacher_lr=0.05,
     wrap_epochs=3, wrap_lr=0.01, student_epochs=20,
     omega=0.1, eta=1e-3, lam=0.9, max_accuracy_drop=1.0,
-    methods=("Normal", "Nasty", "SDB"), key_rows=("SDB",),
+    methods=("Normal", "Nasty", "SDB"), key_rows=("SDB",), random_keys=4,
     notes=("Data-limited regime: the teacher learnt from 49,000 training images; every distiller holds the same "
            "class-balanced 2,000 of them (with crop/flip) — the realistic threat, and the setting where KD pays.",
            "The teacher recipe is that of ../shared/teachers/cifar10-cnn5_wide-76.safetensors (pass it with --teacher "
            "to skip training); otherwise it is trained once per machine and cached.",
            "Each box is wrapped once (owner's 10,000 images, 3 epochs); seeds vary the students' initial weights and "
-           "batch order, shared by every row of a seed, and draw fresh random keys.",
+           "batch order, shared by every row of a seed, and draw 4 fresh random keys each (12 in all).",
            "λ = 0.9 and ω = 0.1 come from the first wave's settings search on a weaker teacher (docs/benchmark.md)."),
 )
 
