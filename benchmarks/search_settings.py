@@ -40,6 +40,7 @@ CANDIDATES: dict[str, dict] = {
     "confuse, ω 0.1": {"disturbance_form": "confuse", "main_loss": "kl"},
     "confuse, ω 0.3": {"disturbance_form": "confuse", "main_loss": "kl", "omega": 0.3},
     "confuse, ω 0.3, wrong_keys": {"disturbance_form": "confuse", "main_loss": "kl", "omega": 0.3, "wrong_keys": 1.0},
+    "confuse, ω 1": {"disturbance_form": "confuse", "main_loss": "kl", "omega": 1.0},
     "tiled key 4, wrong_keys, λ 0.5": {"key_tile": 4, "wrong_keys": 1.0, "lam": 0.5},
     "tiled key 4, wrong_keys, λ 0.7": {"key_tile": 4, "wrong_keys": 1.0, "lam": 0.7},
     "tiled key 4, λ 0.5": {"key_tile": 4, "lam": 0.5},
