@@ -50,6 +50,9 @@ def test_results_schema_report_and_figures(finished):
     assert set(seed["methods"]["SDB"]["cnn5"]) == {"no_key", "key"} and set(seed["methods"]["Normal"]["cnn5"]) == {"no_key"}
     assert set(seed["temperature_attack"]) == {"1", "4"} and len(seed["random_key_attack"]) == 1
     assert saved["mean"]["scratch"]["cnn5"]["n"] == 2
+    compute = saved["compute_s"]  # what every result took, whichever invocation made it
+    assert compute["teacher"] > 0 and compute["wraps"] > 0
+    assert compute["students"] == pytest.approx(sum(s["wall_time_s"] for s in saved["seeds"].values()))
     claims = {c["claim"]: c for c in saved["comparisons"]}
     assert {"KD pays (regime check)", "Fidelity", "Protection (T=1)", "Protection (T=4)", "Authorisation",
             "Uniqueness (random key 1)"} <= claims.keys()

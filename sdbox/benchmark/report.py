@@ -273,6 +273,14 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
     return [p.name for p in drawn if p is not None]
 
 
+def compute_line(results: dict[str, Any]) -> str:
+    """The time every result took to make, whichever invocation made it (a resumed run is short)."""
+    c = results.get("compute_s") or {}
+    parts = [("teacher", c.get("teacher")), ("wraps", c.get("wraps")), ("students", c.get("students"))]
+    total = sum(v for _, v in parts if v)
+    return f"compute behind these results {total / 60:.1f} min (" + ", ".join(f"{k} {v / 60:.1f}" for k, v in parts if v is not None) + ")"
+
+
 # ------------------------------------------------------------------------------ documents
 def what_the_box_did(results: dict[str, Any]) -> str:
     """One sentence: the box's effect on students without and with the key, with its verdicts."""
@@ -297,7 +305,7 @@ def report_markdown(results: dict[str, Any], figures: list[str], attacks: list[d
 
     s, data, load = results["settings"], results["data"], results.get("load_average", {})
     teacher = results["teacher"]
-    trained = f", trained in this run in {teacher['train_s']:.0f} s" if teacher.get("train_s") else f" ({teacher['source']}: {teacher['path']})"
+    trained = f", {teacher['source']}, trained in {teacher['train_s']:.0f} s" if teacher.get("train_s") else f", {teacher['source']}: {teacher['path']}"
     parts = [
         f"# sdbox benchmark: preset `{s['name']}`",
         "",
@@ -312,7 +320,7 @@ def report_markdown(results: dict[str, Any], figures: list[str], attacks: list[d
         *[f"- {note}" for note in s.get("notes", ())],
         "",
         f"Machine: {results['device']}; torch {results['versions']['torch']}, sdbox {results['versions']['sdbox']}. "
-        f"Wall time of this invocation: {results['wall_time_s']:.0f} s. Load average (1 min) at start / end: "
+        f"Wall time of this invocation: {results['wall_time_s']:.0f} s; {compute_line(results)}. Load average (1 min) at start / end: "
         f"{load.get('start', [math.nan])[0]:.2f} / {load.get('end', [math.nan])[0]:.2f}.",
         "",
         "## Claims",
@@ -430,12 +438,13 @@ def summary_markdown(results: dict[str, Any]) -> str:
     """The block docs/benchmark.md and the README show for one preset: setting, machine, claims, students."""
     s, load = results["settings"], results.get("load_average", {})
     teacher = results["teacher"]
-    trained = f"trained in this run in {teacher['train_s'] / 60:.1f} min" if teacher.get("train_s") else f"{teacher['source']}"
+    trained = f"{teacher['source']}, trained in {teacher['train_s'] / 60:.1f} min" if teacher.get("train_s") else teacher["source"]
     lines = [
         f"**`{s['name']}` preset** — {results['regime']} Teacher `{s['teacher']}` at {teacher['acc']:.2f}% ({trained}); "
         f"students `{s['students'][0]}`, {s['student_epochs']} epochs; {len(results['seeds'])} seed(s); "
-        f"{results['data']['evaluation']:,} {results['data']['eval_split']} images. Wall time **{results['wall_time_s'] / 60:.1f} min** on "
-        f"{results['device']}, load average {load.get('start', [math.nan])[0]:.2f} at start / {load.get('end', [math.nan])[0]:.2f} at end.",
+        f"{results['data']['evaluation']:,} {results['data']['eval_split']} images. Wall time of the last invocation "
+        f"**{results['wall_time_s'] / 60:.1f} min**; {compute_line(results)}; on {results['device']}, load average "
+        f"{load.get('start', [math.nan])[0]:.2f} at start / {load.get('end', [math.nan])[0]:.2f} at end.",
         "",
         owner_table(results),
         "",

@@ -139,6 +139,8 @@ def run_benchmark(
         "seeds": per_seed,
         "mean": aggregate(list(per_seed.values())),
         "wall_time_s": round(time.time() - start, 1),
+        "compute_s": {"teacher": t.train_s, "wraps": round(sum(e.get("wrap_s") or 0.0 for _, e in boxes.values()), 1),
+                      "students": round(sum(r["wall_time_s"] for r in per_seed.values()), 1)},
         "load_average": {"start": load_start, "end": os.getloadavg()},
     }
     results["comparisons"] = [c.to_dict() for c in compare(results, {**correct, "owner": run.owner_correct})]

@@ -25,7 +25,7 @@ from ..data import cache_dir
 from ..errors import InputError
 from . import models
 from .presets import Preset
-from .store import load_weights, save_weights, write_json
+from .store import load_weights, read_json, save_weights, write_json
 from .tensordata import Split, batches
 from .train import train_classifier
 
@@ -39,7 +39,7 @@ class Teacher:
     model: nn.Module
     source: str
     path: Path
-    train_s: float | None = None  # seconds spent training it in this run; None when loaded
+    train_s: float | None = None  # seconds its training took (in this run or when it was cached); None: the user's
 
 
 def recipe(p: Preset, pool: Split) -> dict[str, Any]:
@@ -66,7 +66,9 @@ def obtain_teacher(p: Preset, pool: Split, device: torch.device, *, path: str | 
     model = models.create(p.teacher)
     if target.exists():
         log(f"teacher: cached {target} (trained once on this machine; delete it to retrain)")
-        return Teacher(load_weights(model, target, str(device)).to(device).eval(), "cache", target)
+        record = target.with_suffix(".json")
+        train_s = read_json(record).get("train_s") if record.exists() else None
+        return Teacher(load_weights(model, target, str(device)).to(device).eval(), "cache", target, train_s)
     log(f"teacher: training {p.teacher} on {len(pool)} images for {p.teacher_epochs} epochs (once per machine; "
         f"cached at {target})")
     start = time.time()
