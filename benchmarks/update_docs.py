@@ -19,7 +19,7 @@ from pathlib import Path
 from sdbox.benchmark.report import summary_markdown
 
 REPO = Path(__file__).resolve().parents[1]
-TARGETS = (REPO / "README.md", REPO / "docs" / "benchmark.md")
+TARGETS = {REPO / "README.md": True, REPO / "docs" / "benchmark.md": False}  # file -> compact block
 
 
 def replace_block(text: str, name: str, body: str) -> tuple[str, bool]:
@@ -35,9 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for run in map(Path, args.runs):
         results = json.loads((run / "results.json").read_text())
-        body = summary_markdown(results)
-        for target in TARGETS:
-            text, found = replace_block(target.read_text(), results["preset"], body)
+        for target, compact in TARGETS.items():
+            text, found = replace_block(target.read_text(), results["preset"], summary_markdown(results, compact))
             if found:
                 target.write_text(text)
                 print(f"updated the {results['preset']} block of {target.relative_to(REPO)}")

@@ -273,6 +273,16 @@ def write_figures(results: dict[str, Any], out: Path) -> list[str]:
     return [p.name for p in drawn if p is not None]
 
 
+def teacher_origin(teacher: dict[str, Any]) -> str:
+    """Where the teacher came from: trained in this run, the machine's cache, or the user's file."""
+    took = f"{teacher['train_s'] / 60:.1f} min of training" if teacher.get("train_s") else None
+    if teacher["source"] == "trained":
+        return f"trained in this run, {took}"
+    if teacher["source"] == "cache":
+        return f"from this machine's cache ({took})" if took else "from this machine's cache"
+    return f"given by the user: {teacher['path']}"
+
+
 def compute_line(results: dict[str, Any]) -> str:
     """The time every result took to make, whichever invocation made it (a resumed run is short)."""
     c = results.get("compute_s") or {}
@@ -305,7 +315,7 @@ def report_markdown(results: dict[str, Any], figures: list[str], attacks: list[d
 
     s, data, load = results["settings"], results["data"], results.get("load_average", {})
     teacher = results["teacher"]
-    trained = f", {teacher['source']}, trained in {teacher['train_s']:.0f} s" if teacher.get("train_s") else f", {teacher['source']}: {teacher['path']}"
+    trained = f", {teacher_origin(teacher)}"
     parts = [
         f"# sdbox benchmark: preset `{s['name']}`",
         "",
@@ -434,11 +444,12 @@ def publish_box(results: dict[str, Any], out: str | Path, model) -> Path | None:
     return target
 
 
-def summary_markdown(results: dict[str, Any]) -> str:
-    """The block docs/benchmark.md and the README show for one preset: setting, machine, claims, students."""
+def summary_markdown(results: dict[str, Any], compact: bool = False) -> str:
+    """The block docs/benchmark.md shows for one preset (setting, machine, owner's models, students,
+    claims); ``compact``: the README's (setting, machine, the one-sentence story, claims)."""
     s, load = results["settings"], results.get("load_average", {})
     teacher = results["teacher"]
-    trained = f"{teacher['source']}, trained in {teacher['train_s'] / 60:.1f} min" if teacher.get("train_s") else teacher["source"]
+    trained = teacher_origin(teacher)
     lines = [
         f"**`{s['name']}` preset** — {results['regime']} Teacher `{s['teacher']}` at {teacher['acc']:.2f}% ({trained}); "
         f"students `{s['students'][0]}`, {s['student_epochs']} epochs; {len(results['seeds'])} seed(s); "
@@ -446,10 +457,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
         f"**{results['wall_time_s'] / 60:.1f} min**; {compute_line(results)}; on {results['device']}, load average "
         f"{load.get('start', [math.nan])[0]:.2f} at start / {load.get('end', [math.nan])[0]:.2f} at end.",
         "",
-        owner_table(results),
-        "",
-        students_table(results),
-        "",
-        claims_table(results),
     ]
-    return "\n".join(lines)
+    if compact:
+        return "\n".join(lines + [what_the_box_did(results), "", claims_table(results)])
+    return "\n".join(lines + [owner_table(results), "", students_table(results), "", claims_table(results)])
