@@ -100,15 +100,3 @@ def augmentation_loss(
     to_original = (z_teacher_proxy - z_proxy).pow(2).sum(dim=1)
     to_random = (z_random_proxy - z_proxy).pow(2).sum(dim=1)
     return (0.5 * (to_random - to_original)).mean()
-
-
-def uniqueness_loss(z_decoy: torch.Tensor, z: torch.Tensor, t_dis: float = 4.0) -> torch.Tensor:
-    """Key uniqueness (not in the paper): ``L_uniq = L_kd(z_decoy/T_dis, z.detach()/T_dis)``.
-
-    Nothing in Eq. 4–11 makes the key unique: a box trained with them may open for any noise
-    image mixed in at λ (we measured random keys teaching as well as the owner's). This term
-    pulls the box's soft labels on a *wrong* key's proxy input onto its own disturbed clean
-    stream (detached), so a decoy key opens nothing more than no key at all. It is bounded
-    (a KL ≥ 0) and needs no extra frozen forward.
-    """
-    return kd_loss(z_decoy, z.detach(), t_dis)

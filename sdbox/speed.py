@@ -106,7 +106,7 @@ def _measure(model_name: str, batch_size: int, reps: int, device: torch.device, 
         fast.prepare(frozen.random)
     key_tensor = key.tensor.to(device)
     f = 3 if settings.key_embedding and with_random else 2
-    streams = 3 if settings.key_embedding and settings.uniqueness > 0 else 2  # x, x̃ and the decoy stream
+    streams = 3 if settings.key_embedding and settings.wrong_keys > 0 else 2  # x, x̃ and the wrong-key stream
 
     def plain_step() -> None:
         with fast.autocast(device):

@@ -24,7 +24,7 @@ from .errors import CheckpointError, FidelityError, InputError, NonFiniteLossErr
 from .evaluate import evaluate
 from .inputs import batch_of_one_message, check_labels, finite_number, has_batchnorm, length
 from .key import Key
-from .losses import augmentation_loss, classification_loss, confusion_loss, disturbance_loss, kd_loss, preservation_loss, uniqueness_loss
+from .losses import augmentation_loss, classification_loss, confusion_loss, disturbance_loss, kd_loss, preservation_loss
 from .proxy import mix
 from .progress import progress_bar
 from .fastpath import FastPath
@@ -52,13 +52,12 @@ class SDBSettings:
     key_embedding: bool = field(default=True, metadata={"help": "Train the proxy stream x̃ (L_cls on x̃). Off = plain Nasty Teacher."})
     disturbance: bool = field(default=True, metadata={"help": "Use L_dis on the clean stream. Off = key embedding only (KE)."})
     preservation: bool = field(default=True, metadata={"help": "Use L_kp = L_main + η·L_aug on the proxy stream."})
-    uniqueness: float = field(default=0.0, metadata={"help": "Weight of L_uniq: a decoy key must open nothing more than no key (not in the paper; see losses.uniqueness_loss)."})
     wrong_keys: float = field(default=0.0, metadata={"help": "Weight of a decoy stream through a fresh wrong key each step, trained like the clean stream (CE + disturbance) so that only κ opens the box (not in the paper)."})
     disturbance_form: str = field(default="push", metadata={"help": "L_dis's form: 'push' (Eq. 7, −ω·KL away from the original) or 'confuse' (ω·KL toward a target that keeps the top-1 and gives a fixed wrong class `share` of the mass at T_dis; losses.confusion_loss)."})
     main_loss: str = field(default="mse", metadata={"help": "L_main's form: 'mse' (Eq. 9, squared differences of T_dis probabilities, ~1e-3) or 'kl' (T_dis²·KL, on the scale of L_cls)."})
 
     def __post_init__(self) -> None:
-        for name in ("lam", "t_dis", "omega", "eta", "uniqueness"):
+        for name in ("lam", "t_dis", "omega", "eta", "wrong_keys"):
             value = getattr(self, name)
             if not finite_number(value):
                 raise ValueError(f"Expected `{name}` to be a finite number, but got {value!r}.")
@@ -66,9 +65,8 @@ class SDBSettings:
             raise ValueError(f"Expected `lam` in (0, 1), but got {self.lam}.")
         if self.t_dis <= 0:
             raise ValueError(f"Expected `t_dis` > 0, but got {self.t_dis}.")
-        if self.omega < 0 or self.eta < 0 or self.uniqueness < 0 or self.wrong_keys < 0:
-            raise ValueError(f"Expected `omega`, `eta`, `uniqueness` and `wrong_keys` ≥ 0, but got {self.omega}, {self.eta}, "
-                             f"{self.uniqueness} and {self.wrong_keys}.")
+        if self.omega < 0 or self.eta < 0 or self.wrong_keys < 0:
+            raise ValueError(f"Expected `omega`, `eta` and `wrong_keys` ≥ 0, but got {self.omega}, {self.eta} and {self.wrong_keys}.")
         if self.disturbance_form not in ("push", "confuse"):
             raise ValueError(f"Expected `disturbance_form` 'push' or 'confuse', but got {self.disturbance_form!r}.")
         if self.main_loss not in ("mse", "kl"):
@@ -182,9 +180,6 @@ def sdb_step(
         losses["kp_main"] = main(z_proxy, z_teacher.float().clone(), s.t_dis)
         if need_teacher_proxy:
             losses["kp_aug"] = augmentation_loss(z_proxy, z_teacher_proxy.float().clone(), z_random_proxy.float().clone())
-    if need_proxy and s.uniqueness > 0:
-        z_decoy = model(mix(x, decoy_key(key), s.lam)).float()
-        losses["uniq"] = uniqueness_loss(z_decoy, z, s.t_dis)
     if need_proxy and s.wrong_keys > 0:
         # A wrong key's stream must look like the clean stream: right top-1, disturbed tail.
         z_wrong = model(mix(x, decoy_key(key), s.lam)).float()
@@ -192,7 +187,7 @@ def sdb_step(
         if s.disturbance and s.omega > 0:
             losses["wrong"] = losses["wrong"] + disturb(z_wrong)
     total = (losses["cls"] + losses.get("dis", 0.0) + losses.get("kp_main", 0.0)
-             + s.eta * losses.get("kp_aug", 0.0) + s.uniqueness * losses.get("uniq", 0.0) + s.wrong_keys * losses.get("wrong", 0.0))
+             + s.eta * losses.get("kp_aug", 0.0) + s.wrong_keys * losses.get("wrong", 0.0))
     losses["total"] = total
     return z, losses
 
@@ -226,7 +221,6 @@ _NONFINITE_FIXES = {
     "dis": "lower `omega` (the disturbance term pushes soft labels apart without bound)",
     "kp_aug": "lower `eta` or set it to 0 (L_aug is unbounded below)",
     "kp_main": "lower `lr`",
-    "uniq": "lower `uniqueness` or `lr`",
     "wrong": "lower `wrong_keys`, `omega` or `lr`",
     "cls": "lower `lr`, and check the inputs for NaN/inf values",
     "total": "lower `lr`",
