@@ -96,7 +96,7 @@ def test_torchvision_model_round_trip(train_ds, test_ds, make_loader, tmp_path):
     box = SafeBox.wrap(model, make_loader(train_ds, n=100, batch_size=50), val_loader=make_loader(test_ds, n=50), epochs=1,
                        max_accuracy_drop=100, device="cpu", progress=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
     assert (box.box_config.model_library, box.box_config.architecture) == ("torchvision", "resnet18")
-    assert box.box_config.normalization_source == "user"
+    assert box.box_config.normalization_source == "loader:TensorImageDataset"  # the loader's own, which the arguments agree with
     assert box.wrap_result.best_epoch == 1
     box.save_pretrained(tmp_path / "tv")
     loaded = SafeBox.from_pretrained(tmp_path / "tv")
@@ -125,7 +125,9 @@ def test_config_json_layout(bundle, wrapped):
     config = json.loads((bundle / "config.json").read_text())
     assert config["num_classes"] == 10
     assert config["architecture"] == wrapped.box_config.architecture
-    assert config["pretrained_cfg"] == {"input_size": [3, 32, 32], "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
+    assert config["pretrained_cfg"] == {"input_size": [3, 32, 32], "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center",
+                                        "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD), "num_classes": 10,
+                                        "first_conv": "features.0", "classifier": "fc"}
     sd = config["sdbox"]
     for name in ("format_version", "lam", "t_dis", "omega", "eta", "key_fingerprint", "key_shape", "fidelity"):
         assert name in sd, name
@@ -336,6 +338,18 @@ def test_invalid_config_json(damaged, tiny_cls, text):
         (lambda c: c["sdbox"].update({"weights_sha256": 123}), "`weights_sha256`"),
         (lambda c: c["sdbox"].update({"report": "see elsewhere"}), "`report`"),
         (lambda c: c["sdbox"].update({"normalization_source": ["x"]}), "`normalization_source`"),
+        # the fields that rebuild the model and its pipeline: they reach timm's and torchvision's builders
+        (lambda c: c.update({"model_args": {"pretrained": True}}), "`model_args`"),
+        (lambda c: c.update({"model_args": {"pretrained_cfg_overlay": {"file": "/etc/passwd"}}}), "`model_args`"),
+        (lambda c: c.update({"model_args": {"num_classes": 3}}), "`model_args`"),
+        (lambda c: c.update({"model_args": ["in_chans", 1]}), "`model_args`"),
+        (lambda c: c.update({"label_names": ["cat", "dog"]}), "`label_names`"),
+        (lambda c: c["pretrained_cfg"].update({"crop_pct": 0}), "`crop_pct`"),
+        (lambda c: c["pretrained_cfg"].update({"interpolation": "magic"}), "`interpolation`"),
+        (lambda c: c["pretrained_cfg"].update({"classifier": "../fc"}), "`classifier`"),
+        (lambda c: c["pretrained_cfg"].update({"num_classes": 11}), "inconsistent"),
+        (lambda c: c["pretrained_cfg"].update({"deep": {"a": [1]}}), "`pretrained_cfg`"),
+        (lambda c: c["sdbox"].update({"license": "mit; rm -rf"}), "`license`"),
     ],
 )
 def test_tampered_config(damaged, tiny_cls, change, message):
