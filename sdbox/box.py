@@ -27,8 +27,9 @@ from .data import Normalization, resolve_normalization
 from .preprocessing import EvalPipeline, eval_pipeline, layer_names, resolve_label_names
 from .evaluate import evaluate
 from .errors import BundleError, SdboxError, WrongKeyError
-from .key import Key
+from .key import Key, find_key_files
 from .fastpath import FastPath
+from .checkpoint import CHECKPOINT_NAME
 from .files import atomic_path, write_text
 from .inputs import check_batch_of_one, check_classifier, check_labels, check_trainable, finite_number, first_batch, split_holdout
 from .wrap import SDBSettings, WrapResult, fine_tune, saved_key
@@ -36,6 +37,9 @@ from .wrap import SDBSettings, WrapResult, fine_tune, saved_key
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+# Never uploaded, whatever the folder holds: key files, wrap checkpoints (they hold the key) and
+# hidden files (the atomic writer's temporary files).
+KEY_FILE_PATTERNS = ["*.key", "*.key.*", f"*{CHECKPOINT_NAME}", ".*", "*/.*"]
 MAX_CONFIG_BYTES = 16 << 20  # a config with a full protection report is a few kB
 
 
@@ -201,6 +205,27 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         return result
 
     # ------------------------------------------------------------------------ save and load
+    def save_pretrained(self, save_directory: str | os.PathLike, *, allow_key_in_folder: bool = False, **kwargs: Any) -> str | None:
+        """Write the bundle (config.json, model.safetensors, README.md) into ``save_directory``.
+
+        Refuses a folder that holds a key file (``*.key``, or any file with an sdbox key inside)
+        unless ``allow_key_in_folder=True``: uploading the folder would publish the key with it.
+        ``push_to_hub=True`` and :meth:`push_to_hub` upload without key files in any case.
+        """
+        keys = find_key_files(save_directory) if os.path.isdir(save_directory) else []
+        if keys and not allow_key_in_folder:
+            raise FileExistsError(
+                f"Refusing to save the bundle into {save_directory}, which holds a key file ({keys[0].name}): uploading the "
+                "folder (`hf upload`, `HfApi().upload_folder`) would publish the key. Move the key out of it, save the "
+                "bundle elsewhere, or pass `allow_key_in_folder=True` if you really mean it."
+            )
+        return super().save_pretrained(save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, *, ignore_patterns: list[str] | str | None = None, **kwargs: Any) -> str:
+        """Upload the bundle to the Hub in one commit (huggingface_hub's mixin), never a key file."""
+        extra = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
+        return super().push_to_hub(repo_id, ignore_patterns=[*KEY_FILE_PATTERNS, *extra], **kwargs)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         save_directory = Path(save_directory)
         weights = save_directory / WEIGHTS_NAME

@@ -12,7 +12,6 @@ import huggingface_hub
 import pytest
 import torch
 import torch.nn as nn
-from huggingface_hub import CommitInfo, HfApi, RepoUrl
 
 import sdbox.box
 from sdbox import BundleError, Key, KeyedTeacher, SafeBox, distill
@@ -153,34 +152,14 @@ def test_no_key_bytes_in_any_saved_file(bundle, wrapped, windows):
         assert not any(f"{v:.6f}" in text for v in wrapped.key.tensor.flatten()[:20].tolist())
 
 
-def test_push_to_hub_uploads_the_bundle_and_never_the_key(wrapped, monkeypatch, windows):
-    uploaded: dict[str, bytes] = {}
-    repos = []
-
-    def create_repo(self, repo_id, **kwargs):
-        repos.append(repo_id)
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def create_commit(self, repo_id, operations, **kwargs):
-        for op in operations:
-            src = op.path_or_fileobj
-            uploaded[op.path_in_repo] = Path(src).read_bytes() if isinstance(src, (str, Path)) else bytes(src.read() if hasattr(src, "read") else src)
-        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message=kwargs.get("commit_message", ""),
-                          commit_description="", oid="0" * 40)
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("push_to_hub tried the network past the faked API")
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    monkeypatch.setattr(HfApi, "_validate_yaml", lambda self, *a, **k: None)
-    monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
-    monkeypatch.setattr(HfApi, "preupload_lfs_files", no_network)
-
-    wrapped.push_to_hub("org/name", token="hf_fake")
-    assert repos == ["org/name"]
+def test_push_to_hub_uploads_the_bundle_and_never_the_key(wrapped, fake_hub, windows):
+    """Through huggingface_hub's real client: the visibility asked for, the token, one commit, the exact files."""
+    wrapped.push_to_hub("org/name", private=True, token="hf_owner")
+    assert fake_hub.repos["org/name"]["visibility"] == "private"
+    assert fake_hub.tokens("/api/repos/create", "/preupload/", "/commit/") == {"hf_owner"}
+    assert [repo for repo, _ in fake_hub.commits] == ["org/name"]
+    uploaded = fake_hub.commits[0][1]
     assert set(uploaded) == BUNDLE_FILES
-    assert not any(name.endswith(".key") or "key" in name.lower() for name in uploaded)
     for name, data in uploaded.items():
         assert_no_key_bytes(data, wrapped.key, windows, f"uploaded {name}")
     assert json.loads(uploaded["config.json"])["sdbox"]["key_fingerprint"] == wrapped.key.fingerprint
@@ -206,21 +185,12 @@ def test_from_pretrained_local_folder_offline(bundle, wrapped, tiny_cls, batch, 
         loaded.key  # bundles never carry the key
 
 
-def test_from_pretrained_hub_id(bundle, wrapped, tiny_cls, batch, monkeypatch):
-    calls = []
+def test_from_pretrained_hub_id(bundle, wrapped, tiny_cls, batch, fake_hub):
+    from sdbox.hub import push_folder
 
-    def fake_download(repo_id, filename, **kwargs):
-        calls.append((repo_id, filename))
-        assert repo_id == "org/name"
-        return str(bundle / filename)
-
-    def mixin_download(*args, **kwargs):
-        raise huggingface_hub.errors.LocalEntryNotFoundError("offline: no network in tests")
-
-    monkeypatch.setattr(sdbox.box, "hf_hub_download", fake_download)
-    monkeypatch.setattr(huggingface_hub.hub_mixin, "hf_hub_download", mixin_download)
+    push_folder(bundle, "org/name")
     loaded = SafeBox.from_pretrained("org/name", model=tiny_cls())
-    assert ("org/name", "config.json") in calls and ("org/name", "model.safetensors") in calls
+    assert {path.rsplit("/", 1)[-1] for _, path, _ in fake_hub.requests if "/resolve/" in path} == {"config.json", "model.safetensors"}
     x, _ = batch
     with torch.no_grad():
         assert torch.equal(loaded(x), wrapped(x))

@@ -19,6 +19,7 @@ from torchvision import transforms as T
 from torchvision.transforms import v2
 
 from sdbox import InputError, SafeBox
+from sdbox.hub import push_folder
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD, balanced_picks, resolve_normalization
 from sdbox.preprocessing import EvalPipeline, eval_pipeline, resolve_label_names, transform_normalization
 
@@ -83,6 +84,19 @@ def test_plain_timm_and_sdbox_load_the_box_with_identical_logits(timm_bundle):
         assert torch.equal(by_timm(x), expected)
         assert torch.equal(by_sdbox(x), expected)
     assert by_timm.pretrained_cfg["label_names"][0] == "airplane"
+
+
+def test_plain_timm_and_sdbox_load_the_pushed_box_from_the_hub(timm_bundle, fake_hub):
+    """``hf-hub:`` through huggingface_hub's real client; only its transport is faked."""
+    box, out = timm_bundle
+    push_folder(out, "org/tbox", token="hf_owner")
+    x = torch.stack([image_folder("test", CIFAR_TRANSFORM, 10, seed=4)[i][0] for i in range(10)])
+    by_timm = timm.create_model("hf-hub:org/tbox", pretrained=True).eval()
+    by_sdbox = SafeBox.from_pretrained("org/tbox")
+    with torch.no_grad():
+        assert torch.equal(by_timm(x), box(x)) and torch.equal(by_sdbox(x), box(x))
+    downloads = {path.rsplit("/", 1)[-1] for method, path, _ in fake_hub.requests if "/resolve/" in path}
+    assert downloads == {"config.json", "model.safetensors"}
 
 
 def test_timms_data_config_reproduces_the_training_pipeline(timm_bundle):
