@@ -43,7 +43,7 @@ KEY_FILE_PATTERNS = ["*.key", "*.key.*", f"*{CHECKPOINT_NAME}", ".*", "*/.*"]
 MAX_CONFIG_BYTES = 16 << 20  # a config with a full protection report is a few kB
 
 
-class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "safe-distillation-box"]):
+class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"]):
     """A classifier whose soft labels only teach through its key. ``box(x)`` predicts as usual."""
 
     def __init__(self, model: nn.Module, box_config: BoxConfig):

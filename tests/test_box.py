@@ -392,3 +392,19 @@ def test_a_config_value_too_large_for_a_float_is_named(damaged, tiny_cls):
     edit_config(damaged, lambda c: c["pretrained_cfg"].update({"mean": [10**400, 0.5, 0.5]}))
     with pytest.raises(BundleError, match="`mean`"):
         SafeBox.from_pretrained(damaged, model=tiny_cls())
+
+
+def test_model_card_is_hub_metadata_with_measured_fidelity(bundle, wrapped):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(bundle / "README.md")
+    data = card.data.to_dict()
+    assert "sdbox" in data["tags"] and data["pipeline_tag"] == "image-classification" and data["license"] == "unknown"
+    assert "library_name" not in data  # a custom model: plain timm cannot load it, so no timm snippet is promised
+    metrics = {m["name"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+    result = wrapped.wrap_result
+    assert metrics == {"top-1, original model, clean input (%)": round(result.clean_acc_before, 2),
+                       "top-1, this box, clean input (%)": round(result.clean_acc_after, 2),
+                       "top-1, this box, keyed input (%)": round(result.keyed_acc_after, 2)}
+    assert "KeyedTeacher(box, Key.load(" in card.text and "sdbox distill" in card.text
+    assert "model_class=YourModel" in card.text

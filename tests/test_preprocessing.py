@@ -74,6 +74,21 @@ def test_the_loaders_normalisation_wins_over_timms_defaults(timm_bundle):
     assert not {"tag", "hf_hub_id", "license", "origin_url"} & set(cfg)  # timm's source weights are not the box's
 
 
+def test_the_card_of_a_timm_box_promises_timms_snippet(timm_bundle):
+    from huggingface_hub import ModelCard
+
+    box, out = timm_bundle
+    box.box_config.license, box.box_config.base_model, box.box_config.datasets = "apache-2.0", "timm/resnet18.a1_in1k", ["cifar10"]
+    try:
+        box.save_pretrained(out.parent / "carded")
+    finally:
+        box.box_config.license = box.box_config.base_model = box.box_config.datasets = None
+    card = ModelCard.load(out.parent / "carded" / "README.md")
+    assert (card.data.library_name, card.data.license, card.data.base_model, card.data.datasets) == ("timm", "apache-2.0", "timm/resnet18.a1_in1k", ["cifar10"])
+    assert 'timm.create_model("hf-hub:<this repo>", pretrained=True)' in card.text and "resolve_data_config" in card.text
+    assert "airplane, automobile" in card.text and "crop_pct 1.0" in card.text
+
+
 def test_plain_timm_and_sdbox_load_the_box_with_identical_logits(timm_bundle):
     box, out = timm_bundle
     x = torch.stack([image_folder("test", CIFAR_TRANSFORM, 20, seed=1)[i][0] for i in range(20)])
