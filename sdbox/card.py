@@ -70,7 +70,7 @@ def _body(config: BoxConfig, report_markdown: str | None) -> str:
         )
     report = f"\n## Protection report\n\n{report_markdown}\n" if report_markdown else ""
     if config.model_library == "timm":
-        inference = f"""Plain timm loads it, with its preprocessing:
+        inference = """Plain timm loads it, with its preprocessing:
 
 ```python
 import timm

@@ -110,3 +110,14 @@ def test_python_dash_m_sdbox_is_the_same_command():
     assert done.returncode == 0 and "--key" in done.stdout
     assert subprocess.run([sys.executable, "-m", "sdbox", "wrap"], capture_output=True, text=True,
                           cwd=Path(__file__).parents[1]).returncode == 2  # usage error
+
+
+def test_the_quickstart_uses_the_public_api_only():
+    import ast
+
+    import sdbox
+
+    tree = ast.parse((Path(__file__).parents[1] / "examples" / "quickstart.py").read_text())
+    imported = [(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("sdbox") for alias in node.names]
+    assert imported and all(module == "sdbox" and name in sdbox.__all__ for module, name in imported)
