@@ -297,12 +297,35 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         if config.weights_sha256 is not None and _sha256(weights_path) != config.weights_sha256:
             raise BundleError(f"{weights_path} does not match the checksum in config.json: the weights file is damaged or was replaced; download the bundle again.")
         if model is None:
-            try:
-                model = architecture.build(config.model_library, config.architecture, config.num_classes, config.model_args, model_class)
-            except ValueError as e:
-                raise BundleError(str(e)) from None
+            model = build_model(config, weights_path, model_class)
         load_weights(model, weights_path, config.architecture, map_location)
         return cls(model.to(map_location), config).eval()
+
+
+def build_model(config: BoxConfig, weights_path: Path, model_class: Callable[..., nn.Module] | None = None) -> nn.Module:
+    """Rebuild the bundle's model from its name and model_args, which are untrusted: first on the
+    meta device (no memory), refused unless its tensors fit in the weights file, so that no
+    model_args (``img_size``, widths, depths) can make this allocate more than the bundle holds."""
+
+    def build() -> nn.Module:
+        try:
+            return architecture.build(config.model_library, config.architecture, config.num_classes, config.model_args, model_class)
+        except ValueError as e:
+            raise BundleError(str(e)) from None
+        except Exception as e:  # a library's builder rejecting the bundle's model_args in its own way
+            raise BundleError(f"Could not build {config.architecture} with the bundle's model_args {str(config.model_args)[:200]} "
+                              f"({type(e).__name__}: {str(e)[:200]}): {_RESTORE_BUNDLE}") from None
+
+    with torch.device("meta"):
+        probe = build()
+    needed = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
+    if needed > weights_path.stat().st_size:
+        raise BundleError(f"config.json describes a {config.architecture} of {needed:,} bytes of weights, but {weights_path.name} holds "
+                          f"{weights_path.stat().st_size:,}: its model_args do not describe these weights. {_RESTORE_BUNDLE}")
+    return build()
+
+
+_RESTORE_BUNDLE = "the bundle is damaged or was edited; download it again, or pass the matching `model=`."
 
 
 def model_description(model: nn.Module, library: str, num_classes: int, norm: Normalization, pipeline: EvalPipeline,

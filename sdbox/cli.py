@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (SdboxError, FileExistsError, FileNotFoundError) as e:
+    except (SdboxError, ValueError, OSError) as e:  # sdbox's own and its argument checks: messages that name the fix
         print(f"sdbox {args.command}: error: {e}", file=sys.stderr)
         return 1
 

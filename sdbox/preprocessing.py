@@ -67,6 +67,7 @@ def transform_normalization(loader: Iterable) -> tuple[tuple[float, ...], tuple[
     """
     from torchvision.transforms import Normalize
     from torchvision.transforms import v2
+    from torchvision.transforms._presets import ImageClassification  # what `weights.transforms()` returns
 
     from .data import TensorImageDataset, TensorLoader
 
@@ -77,7 +78,7 @@ def transform_normalization(loader: Iterable) -> tuple[tuple[float, ...], tuple[
     dataset = dataset_of(loader)
     if isinstance(dataset, TensorImageDataset):
         return _float32s(dataset.mean.flatten().tolist()), _float32s(dataset.std.flatten().tolist()), "loader:TensorImageDataset"
-    found = [s for s in _steps(getattr(dataset, "transform", None)) if isinstance(s, (Normalize, v2.Normalize))]
+    found = [s for s in _steps(getattr(dataset, "transform", None)) if isinstance(s, (Normalize, v2.Normalize, ImageClassification))]
     if not found:
         return None
     if len(found) > 1:
@@ -85,7 +86,8 @@ def transform_normalization(loader: Iterable) -> tuple[tuple[float, ...], tuple[
                          "sdbox cannot tell which one the model sees; pass `mean=`/`std=` and a transform with one.")
     mean, std = found[0].mean, found[0].std
     read = _float32s if isinstance(mean, torch.Tensor) else _floats  # timm hands Normalize float32 tensors
-    return read(mean), read(std), f"transform:{type(found[0]).__module__.split('.')[1]}.Normalize"
+    name = "weights.transforms()" if isinstance(found[0], ImageClassification) else f"{type(found[0]).__module__.split('.')[1]}.Normalize"
+    return read(mean), read(std), f"transform:{name}"
 
 
 def eval_pipeline(loader: Iterable, input_size: Sequence[int]) -> EvalPipeline:
@@ -97,7 +99,13 @@ def eval_pipeline(loader: Iterable, input_size: Sequence[int]) -> EvalPipeline:
     from torchvision import transforms as T
     from torchvision.transforms import v2
 
+    from torchvision.transforms._presets import ImageClassification
+
     steps = _steps(getattr(dataset_of(loader), "transform", None))
+    preset = next((s for s in steps if isinstance(s, ImageClassification)), None)
+    if preset is not None:  # torchvision's `weights.transforms()`: resize, centre crop, normalise in one
+        interpolation = preset.interpolation.value if preset.interpolation.value in _INTERPOLATIONS else "bilinear"
+        return EvalPipeline(interpolation, round(preset.crop_size[0] / preset.resize_size[0], 4), "center", "transform:weights.transforms()")
     resize = next((s for s in steps if isinstance(s, (T.Resize, v2.Resize))), None)
     crop = next((s for s in steps if isinstance(s, (T.CenterCrop, v2.CenterCrop))), None)
     if resize is None:

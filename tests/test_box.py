@@ -381,6 +381,27 @@ def test_architecture_names_never_reach_the_network_or_other_folders(damaged, mo
         SafeBox.from_pretrained(damaged)
 
 
+class Wide(nn.Module):
+    def __init__(self, width: int = 8, num_classes: int = 10):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, width, 3), nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("args, message", [({"width": 10**7}, "do not describe these weights"), ({"depth": 3}, "Could not build")])
+def test_model_args_cannot_make_loading_allocate_more_than_the_bundle_holds(tmp_path, args, message):
+    """model_args reach the user's class (or timm / torchvision) from an untrusted file: sized on the meta device first."""
+    box = SafeBox(Wide(width=8), BoxConfig(architecture="tests.Wide", num_classes=10, input_size=(3, 32, 32), mean=CIFAR10_MEAN,
+                                           std=CIFAR10_STD, key_fingerprint="0" * 64, model_args={"width": 8}))
+    box.save_pretrained(tmp_path / "wide")
+    assert SafeBox.from_pretrained(tmp_path / "wide", model_class=Wide).model.conv.out_channels == 8
+    edit_config(tmp_path / "wide", lambda c: c.update({"model_args": args}))
+    with pytest.raises(BundleError, match=message):
+        SafeBox.from_pretrained(tmp_path / "wide", model_class=Wide)
+
+
 @pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"num_classes": ' + "9" * 5000 + "}", "\ud800"])
 def test_pathological_json_is_a_bundle_error(damaged, tiny_cls, text):
     (damaged / "config.json").write_text(text, errors="surrogatepass")

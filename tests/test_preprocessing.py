@@ -210,6 +210,14 @@ def test_timms_own_eval_transform_is_read_back():
     assert transform_normalization(loader)[:2] == (CIFAR10_MEAN, CIFAR10_STD)
 
 
+def test_torchvision_weights_transforms_are_read_back():
+    from torchvision.models import ResNet18_Weights
+
+    loader = loader_over(ResNet18_Weights.DEFAULT.transforms())
+    assert eval_pipeline(loader, (3, 224, 224)) == EvalPipeline("bilinear", 0.875, "center", "transform:weights.transforms()")
+    assert transform_normalization(loader) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "transform:weights.transforms()")
+
+
 def test_arguments_that_contradict_the_loaders_normalisation_are_refused():
     loader = loader_over(CIFAR_TRANSFORM)
     sample = torch.zeros(2, 3, 32, 32)
