@@ -4,7 +4,8 @@ An ``nn.Module`` (forward = keyed logits), so it goes wherever a frozen teacher 
 timm's ``LogitDistillationTask(student, teacher_model=KeyedTeacher(box, key))``, other KD
 trainers, ``.to(device)``. Like timm's teacher it stays in eval mode (``train()`` is a no-op)
 and computes without a graph, and it carries what it needs to prepare its own inputs: the key,
-a non-persistent buffer, so ``state_dict()`` and checkpoints of a training task never hold it.
+a non-persistent buffer, so ``state_dict()`` and checkpoints of a training task never hold it
+(pickling the teacher itself, ``torch.save(teacher)``, does: it is the key holder's object).
 It publishes the box's ``pretrained_cfg`` (mean/std) so timm re-normalises a student's inputs
 for it. It does not freeze the box it is given: each call runs the box in eval mode under
 inference mode and gives it back its own modes, so the same box can still be evaluated,
