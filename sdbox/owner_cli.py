@@ -45,14 +45,16 @@ def load_model(spec: str, *, pretrained: bool, weights: str | None, num_classes:
     if weights is None and not pretrained:
         raise InputError(f"Expected trained weights for {spec!r}: pass `--weights FILE.safetensors` (your model's state dict), "
                          "`--pretrained` (the library's weights), or a `hf-hub:`/`local-dir:` model.")
-    if timm.is_model(spec):
-        model = timm.create_model(spec, pretrained=pretrained, num_classes=num_classes)
+    library, _, name = spec.rpartition(":") if spec.startswith(("timm:", "torchvision:")) else ("", "", spec)
+    if library != "torchvision" and timm.is_model(name):  # a name both libraries know is timm's unless prefixed
+        model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
         base = model.pretrained_cfg.get("hf_hub_id") if pretrained else None
-    elif spec in tvm.list_models(module=tvm):
-        model = tvm.get_model(spec, weights="DEFAULT" if pretrained else None, **({} if pretrained else {"num_classes": num_classes}))
+    elif library != "timm" and name in tvm.list_models(module=tvm):
+        model = tvm.get_model(name, weights="DEFAULT" if pretrained else None, **({} if pretrained else {"num_classes": num_classes}))
         base = None
     else:
-        raise InputError(f"Expected MODEL to be a timm or torchvision model name, `hf-hub:ORG/NAME` or `local-dir:PATH`, but got {spec!r}.")
+        raise InputError(f"Expected MODEL to be a timm or torchvision model name (`torchvision:NAME` where both have it), "
+                         f"`hf-hub:ORG/NAME` or `local-dir:PATH`, but got {spec!r}.")
     if weights is not None:
         from safetensors.torch import load_file
 
@@ -222,7 +224,8 @@ def _common(p: argparse.ArgumentParser, lr: float) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("wrap", help="Wrap a trained model into a box: a bundle folder to publish and a key file to keep.")
-    p.add_argument("model", metavar="MODEL", help="hf-hub:ORG/NAME, local-dir:PATH (timm), or a timm / torchvision name with --weights or --pretrained.")
+    p.add_argument("model", metavar="MODEL", help="hf-hub:ORG/NAME, local-dir:PATH (timm), or a timm / torchvision name "
+                   "(torchvision:NAME where both libraries have it) with --weights or --pretrained.")
     p.add_argument("--data", required=True, help="ImageFolder root: DIR/<class>/<image>, or DIR/train (+ DIR/val or DIR/test held out).")
     p.add_argument("--out", required=True, help="Bundle folder to write (config.json, model.safetensors, README.md).")
     p.add_argument("--key-out", required=True, help="Key file to write, outside --out (mode 0600, never overwritten).")

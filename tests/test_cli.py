@@ -93,6 +93,25 @@ def test_distill_with_the_key_writes_a_student(wrapped_dir, tmp_path, capsys):
     load_model(student, str(tmp_path / "student" / "model.safetensors"))
 
 
+def test_wrap_a_torchvision_model_from_its_weights_file(tmp_path, capsys):
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    save_file(torchvision.models.resnet18(num_classes=10).state_dict(), str(tmp_path / "mine.safetensors"))
+    mean, std = [str(v) for v in CIFAR10_MEAN], [str(v) for v in CIFAR10_STD]
+    assert main(["wrap", "torchvision:resnet18", "--weights", str(tmp_path / "mine.safetensors"), "--data", str(DATA),
+                 "--out", str(tmp_path / "out"), "--key-out", str(tmp_path / "owner.key"), "--max-accuracy-drop", "100",
+                 "--input-size", "3", "32", "32", "--crop-pct", "1.0", "--mean", *mean, "--std", *std, *QUICK]) == 0
+    from sdbox import SafeBox
+
+    loaded = SafeBox.from_pretrained(tmp_path / "out")
+    config = loaded.box_config
+    assert (config.model_library, config.architecture, config.model_args) == ("torchvision", "resnet18", {"num_classes": 10})
+    assert (config.input_size, config.mean, config.crop_pct) == ((3, 32, 32), CIFAR10_MEAN, 1.0)
+    assert main(["verify", str(tmp_path / "out"), "--key", str(tmp_path / "owner.key")]) == 0
+
+
 @pytest.mark.parametrize("argv, message", [
     (["wrap", "resnet18", "--data", "D", "--out", "{t}/out", "--key-out", "{t}/out/owner.key"], "outside --out"),
     (["wrap", "resnet18", "--data", str(DATA), "--out", "{t}/out", "--key-out", "{t}/owner.key"], "--weights FILE.safetensors"),
