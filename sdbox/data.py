@@ -60,12 +60,15 @@ def resolve_normalization(
     read = transform_normalization(loader) if loader is not None else None
     if read is not None:
         found = _checked(read[0], read[1], channels, read[2])
-        if mean is not None and not _same(found, _checked(mean, std, channels, "user")):
+        if mean is None:
+            return found
+        given = _checked(mean, std, channels, read[2])
+        if not _same(found, given):
             raise InputError(
                 f"Expected `mean`/`std` to match the loader's own normalisation ({read[2]}: mean={list(found.mean)}, "
                 f"std={list(found.std)}), but got mean={list(mean)}, std={list(std)}: drop the arguments, or fix the transform."
             )
-        return found
+        return given  # the same normalisation; the arguments' digits, where the loader kept float32 ones
     if mean is not None:
         return _checked(mean, std, channels, "user")
     if weights is not None:
@@ -198,6 +201,7 @@ class TensorLoader:
         self.labels = labels.to(self.device)
         mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)  # what the box publishes
         # (x/255 − mean)/std as one fused x·scale + shift: one pass over the batch, not three.
         self.scale, self.shift = 1 / (255 * std_t), -mean_t / std_t
         self.batch_size, self.shuffle, self.augment, self.padding, self.drop_last = batch_size, shuffle, augment, padding, drop_last

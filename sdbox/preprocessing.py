@@ -72,9 +72,7 @@ def transform_normalization(loader: Iterable) -> tuple[tuple[float, ...], tuple[
     from .data import TensorImageDataset, TensorLoader
 
     if isinstance(loader, TensorLoader):
-        std = (1 / (255 * loader.scale)).flatten()
-        mean = (-loader.shift * std.view_as(loader.shift)).flatten()
-        return _float32s(mean.tolist()), _float32s(std.tolist()), "loader:TensorLoader"
+        return loader.mean, loader.std, "loader:TensorLoader"
     dataset = dataset_of(loader)
     if isinstance(dataset, TensorImageDataset):
         return _float32s(dataset.mean.flatten().tolist()), _float32s(dataset.std.flatten().tolist()), "loader:TensorImageDataset"

@@ -235,3 +235,13 @@ def test_label_names_come_from_the_user_the_dataset_or_the_weights():
     assert resolve_label_names(["a", "b"], [], Weights(), 2) == ["a", "b"]
     with pytest.raises(ValueError, match="`label_names` to be 3 strings"):
         resolve_label_names(["a"], [], None, 3)
+
+
+def test_sdboxs_own_tensor_loaders_say_how_they_normalise():
+    from sdbox.data import TensorImageDataset, TensorLoader
+
+    images, labels = torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.long)
+    assert transform_normalization(TensorLoader(images, labels, (0.1, 0.2, 0.3), (0.4, 0.5, 0.6), batch_size=2)) == (
+        (0.1, 0.2, 0.3), (0.4, 0.5, 0.6), "loader:TensorLoader")
+    dataset = TensorImageDataset(images, labels, CIFAR10_MEAN, CIFAR10_STD)
+    assert transform_normalization(DataLoader(Subset(dataset, [0, 1]))) == (CIFAR10_MEAN, CIFAR10_STD, "loader:TensorImageDataset")
