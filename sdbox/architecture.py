@@ -1,9 +1,19 @@
-"""Naming a model so ``from_pretrained`` can rebuild it: timm and torchvision by name, else custom."""
+"""Naming a model so ``from_pretrained`` (and plain timm) can rebuild it: timm and torchvision by
+name and constructor arguments, else custom (the user's class, with its recorded arguments)."""
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
 import torch
 import torch.nn as nn
+
+# timm's pretrained_cfg fields that describe where *its* source weights came from, not the box's.
+_SOURCE_FIELDS = ("tag", "hf_hub_id", "hf_hub_filename", "url", "file", "source", "origin_url", "paper_ids", "paper_name",
+                  "notes", "license", "state_dict", "architecture", "label_names", "label_descriptions", "label_offset")
 
 
 def describe(model: nn.Module, num_classes: int) -> tuple[str, str]:
@@ -44,25 +54,52 @@ def _torchvision_name(model: nn.Module, num_classes: int) -> str | None:
     return None
 
 
-def build(library: str, architecture: str, num_classes: int) -> nn.Module:
-    """Rebuild an untrained model of the named architecture (weights come from the bundle).
+def timm_fields(model: nn.Module, data_config: dict[str, Any], label_names: list[str] | None) -> dict[str, Any]:
+    """The config.json timm itself writes for ``model`` (its ``save_config_for_hf``): model_args,
+    num_features, global_pool, first_conv, classifier, ... with ``data_config`` (the box's true
+    preprocessing) in its pretrained_cfg. Fields naming timm's own source weights are dropped."""
+    from timm.models._hub import save_config_for_hf
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.json"
+        save_config_for_hf(model, str(path), model_config={"label_names": label_names} if label_names else None, data_config=data_config)
+        written = json.loads(path.read_text())
+    cfg = written["pretrained_cfg"]
+    for name in _SOURCE_FIELDS:
+        cfg.pop(name, None)
+    return written
+
+
+def build(library: str, architecture: str, num_classes: int, model_args: dict[str, Any] | None = None,
+          model_class: Callable[..., nn.Module] | None = None) -> nn.Module:
+    """Rebuild an untrained model of the named architecture with its recorded constructor arguments
+    (weights come from the bundle), so that e.g. an ``in_chans=1`` model comes back as itself.
 
     Only names the library registers are built: timm also reads ``hf-hub:`` and ``local-dir:``
-    prefixes, which would let a bundle make sdbox fetch another repo or read another folder.
+    prefixes, which would let a bundle make sdbox fetch another repo or read another folder; and
+    ``model_args`` never include loading arguments (``BoxConfig.validate`` refuses them).
     """
+    args = dict(model_args or {})
+    if library == "custom" and model_class is not None:
+        try:
+            return model_class(**args)
+        except TypeError as e:
+            raise ValueError(f"Could not build {getattr(model_class, '__name__', model_class)}(**{args}) from the bundle's "
+                             f"model_args ({e}): pass an instance with `model=` instead.") from None
     if library == "timm":
         import timm
 
         if ":" in architecture or not timm.is_model(architecture):
             raise ValueError(f"timm has no model named {architecture!r}: upgrade timm, or pass an instance with `model=`.")
-        return timm.create_model(architecture, pretrained=False, num_classes=num_classes)
+        return timm.create_model(architecture, pretrained=False, **{**args, "num_classes": num_classes})
     if library == "torchvision":
         import torchvision.models as tvm
 
         if architecture not in tvm.list_models(module=tvm):
             raise ValueError(f"torchvision has no model named {architecture!r}: upgrade torchvision, or pass an instance with `model=`.")
-        return tvm.get_model(architecture, weights=None, num_classes=num_classes)
+        return tvm.get_model(architecture, weights=None, **{**args, "num_classes": num_classes})
     raise ValueError(
         f"This box wraps a custom model ({architecture}); sdbox cannot rebuild it by name. "
-        "Pass an instance: `SafeBox.from_pretrained(path, model=MyModel(...))`."
+        "Pass its class, `SafeBox.from_pretrained(path, model_class=MyModel)` (built with the saved model_args), "
+        "or an instance, `model=MyModel(...)`."
     )

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -23,11 +23,13 @@ from safetensors.torch import load_model, save_model
 from . import architecture
 from .card import fidelity_markdown, model_card
 from .config import BoxConfig
-from .data import resolve_normalization
+from .data import Normalization, resolve_normalization
+from .preprocessing import EvalPipeline, eval_pipeline, layer_names, resolve_label_names
 from .evaluate import evaluate
 from .errors import BundleError, SdboxError, WrongKeyError
-from .key import Key
+from .key import Key, find_key_files
 from .fastpath import FastPath
+from .checkpoint import CHECKPOINT_NAME
 from .files import atomic_path, write_text
 from .inputs import check_batch_of_one, check_classifier, check_labels, check_trainable, finite_number, first_batch, split_holdout
 from .wrap import SDBSettings, WrapResult, fine_tune, saved_key
@@ -35,10 +37,13 @@ from .wrap import SDBSettings, WrapResult, fine_tune, saved_key
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+# Never uploaded, whatever the folder holds: key files, wrap checkpoints (they hold the key) and
+# hidden files (the atomic writer's temporary files).
+KEY_FILE_PATTERNS = ["*.key", "*.key.*", f"*{CHECKPOINT_NAME}", ".*", "*/.*"]
 MAX_CONFIG_BYTES = 16 << 20  # a config with a full protection report is a few kB
 
 
-class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "safe-distillation-box"]):
+class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"]):
     """A classifier whose soft labels only teach through its key. ``box(x)`` predicts as usual."""
 
     def __init__(self, model: nn.Module, box_config: BoxConfig):
@@ -96,13 +101,21 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         weights: Any = None,
         settings: SDBSettings | None = None,
         fast: FastPath | None = None,
+        label_names: Sequence[str] | None = None,
+        model_args: dict[str, Any] | None = None,
     ) -> "SafeBox":
         """Fine-tune ``model`` **in place** into a box and pair it with a fresh (or given) key.
 
         ``loader`` yields normalised (images, labels) batches. Without ``val_loader``, 10% of
-        ``loader``'s dataset is held out for the fidelity guard. mean/std (or torchvision
-        ``weights``) say how inputs were normalised, so the key is drawn in the same space;
-        without them, timm's ``pretrained_cfg`` or the data's own range are used.
+        ``loader``'s dataset is held out for the fidelity guard. The key is drawn in the space
+        the inputs were normalised into, and the bundle publishes that preprocessing: it is read
+        from the loader's own transform (a ``Normalize``, timm's ``create_transform``), else from
+        mean/std (or torchvision ``weights``), else timm's ``pretrained_cfg`` or the data's range;
+        ``box_config.normalization_source`` says which. Interpolation and crop are read from
+        ``val_loader``'s (else ``loader``'s) Resize / CenterCrop; class names from ``label_names``,
+        the dataset's ``classes`` or ``weights.meta["categories"]``. ``model_args`` are the
+        constructor arguments that rebuild the model (timm records its own; give them for a
+        custom model so ``from_pretrained(path, model_class=Cls)`` can build ``Cls(**model_args)``).
         ``settings`` overrides lam/omega/eta/t_dis and switches terms off for ablations.
         ``fast`` (a :class:`~sdbox.fastpath.FastPath`) sets bf16 autocast, channels_last and
         torch.compile; by default the first two are on for CUDA and everything is off on CPU.
@@ -124,13 +137,16 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         x, y = first_batch(loader)
         num_classes = check_classifier(model.to(device), x.to(device))
         check_labels(y, num_classes, always=True)
+        user_loader, user_val_loader = loader, val_loader
         if val_loader is None:
             loader, val_loader = split_holdout(loader)
         else:
             check_labels(first_batch(val_loader, "val_loader")[1], num_classes, always=True)
         check_batch_of_one(loader, model)
-        norm = resolve_normalization(model, x, mean, std, weights)
+        norm = resolve_normalization(model, x, mean, std, weights, loader=user_loader)
         input_size = tuple(x.shape[1:])
+        pipeline = eval_pipeline(user_val_loader if user_val_loader is not None else user_loader, input_size)
+        names = resolve_label_names(label_names, user_loader, weights, num_classes)
         if key is None and checkpoint_dir is not None:
             key = saved_key(checkpoint_dir)  # resuming an interrupted wrap: same key
         if key is None:
@@ -148,6 +164,8 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         config = BoxConfig(
             architecture=name, num_classes=num_classes, input_size=input_size, mean=norm.mean, std=norm.std,
             key_fingerprint=key.fingerprint, model_library=library, normalization_source=norm.source,
+            interpolation=pipeline.interpolation, crop_pct=pipeline.crop_pct, crop_mode=pipeline.crop_mode, label_names=names,
+            **model_description(model, library, num_classes, norm, pipeline, input_size, names, model_args),
             lam=settings.lam, t_dis=settings.t_dis, omega=settings.omega if settings.disturbance else 0.0,
             eta=settings.eta if settings.preservation else 0.0,
             fidelity={
@@ -157,6 +175,7 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
                 "best_epoch": result.best_epoch,
             },
         )
+        config.validate("the wrapped model's description")
         box = cls(model, config)
         box.training = model.training  # the box's own flag only: the model keeps each submodule's mode
         box._key = key
@@ -186,6 +205,27 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         return result
 
     # ------------------------------------------------------------------------ save and load
+    def save_pretrained(self, save_directory: str | os.PathLike, *, allow_key_in_folder: bool = False, **kwargs: Any) -> str | None:
+        """Write the bundle (config.json, model.safetensors, README.md) into ``save_directory``.
+
+        Refuses a folder that holds a key file (``*.key``, or any file with an sdbox key inside)
+        unless ``allow_key_in_folder=True``: uploading the folder would publish the key with it.
+        ``push_to_hub=True`` and :meth:`push_to_hub` upload without key files in any case.
+        """
+        keys = find_key_files(save_directory) if os.path.isdir(save_directory) else []
+        if keys and not allow_key_in_folder:
+            raise FileExistsError(
+                f"Refusing to save the bundle into {save_directory}, which holds a key file ({keys[0].name}): uploading the "
+                "folder (`hf upload`, `HfApi().upload_folder`) would publish the key. Move the key out of it, save the "
+                "bundle elsewhere, or pass `allow_key_in_folder=True` if you really mean it."
+            )
+        return super().save_pretrained(save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, *, ignore_patterns: list[str] | str | None = None, **kwargs: Any) -> str:
+        """Upload the bundle to the Hub in one commit (huggingface_hub's mixin), never a key file."""
+        extra = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
+        return super().push_to_hub(repo_id, ignore_patterns=[*KEY_FILE_PATTERNS, *extra], **kwargs)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         save_directory = Path(save_directory)
         weights = save_directory / WEIGHTS_NAME
@@ -229,10 +269,12 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         local_files_only: bool = False,
         token: str | bool | None = None,
         model: nn.Module | None = None,
+        model_class: Callable[..., nn.Module] | None = None,
         map_location: str | torch.device = "cpu",
         **_: Any,
     ) -> "SafeBox":
-        """Rebuild the model by name (or fill the given ``model``) and load the weights, unpickling nothing."""
+        """Rebuild the model by name and constructor arguments (a custom one as ``model_class(**model_args)``),
+        or fill the given ``model``, and load the weights, unpickling nothing."""
 
         def fetch(filename: str) -> Path:
             if os.path.isdir(model_id):
@@ -255,12 +297,54 @@ class SafeBox(nn.Module, ModelHubMixin, library_name="sdbox", tags=["sdbox", "sa
         if config.weights_sha256 is not None and _sha256(weights_path) != config.weights_sha256:
             raise BundleError(f"{weights_path} does not match the checksum in config.json: the weights file is damaged or was replaced; download the bundle again.")
         if model is None:
-            try:
-                model = architecture.build(config.model_library, config.architecture, config.num_classes)
-            except ValueError as e:
-                raise BundleError(str(e)) from None
+            model = build_model(config, weights_path, model_class)
         load_weights(model, weights_path, config.architecture, map_location)
         return cls(model.to(map_location), config).eval()
+
+
+def build_model(config: BoxConfig, weights_path: Path, model_class: Callable[..., nn.Module] | None = None) -> nn.Module:
+    """Rebuild the bundle's model from its name and model_args, which are untrusted: first on the
+    meta device (no memory), refused unless its tensors fit in the weights file, so that no
+    model_args (``img_size``, widths, depths) can make this allocate more than the bundle holds."""
+
+    def build() -> nn.Module:
+        try:
+            return architecture.build(config.model_library, config.architecture, config.num_classes, config.model_args, model_class)
+        except ValueError as e:
+            raise BundleError(str(e)) from None
+        except Exception as e:  # a library's builder rejecting the bundle's model_args in its own way
+            raise BundleError(f"Could not build {config.architecture} with the bundle's model_args {str(config.model_args)[:200]} "
+                              f"({type(e).__name__}: {str(e)[:200]}): {_RESTORE_BUNDLE}") from None
+
+    with torch.device("meta"):
+        probe = build()
+    needed = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
+    if needed > weights_path.stat().st_size:
+        raise BundleError(f"config.json describes a {config.architecture} of {needed:,} bytes of weights, but {weights_path.name} holds "
+                          f"{weights_path.stat().st_size:,}: its model_args do not describe these weights. {_RESTORE_BUNDLE}")
+    return build()
+
+
+_RESTORE_BUNDLE = "the bundle is damaged or was edited; download it again, or pass the matching `model=`."
+
+
+def model_description(model: nn.Module, library: str, num_classes: int, norm: Normalization, pipeline: EvalPipeline,
+                      input_size: tuple[int, ...], label_names: list[str] | None, model_args: dict[str, Any] | None) -> dict[str, Any]:
+    """The BoxConfig fields that let timm and sdbox rebuild the model: for timm, what timm's own
+    writer records (model_args, num_features, global_pool, first_conv, classifier, ...) with the
+    box's true preprocessing; else the layer names and the given (or num_classes) model_args."""
+    if library == "timm":
+        data_config = {"input_size": input_size, "mean": norm.mean, "std": norm.std, "interpolation": pipeline.interpolation,
+                       "crop_pct": pipeline.crop_pct, "crop_mode": pipeline.crop_mode}
+        written = architecture.timm_fields(model, data_config, label_names)
+        cfg = written["pretrained_cfg"]
+        extra = {k: v for k, v in cfg.items() if k not in {"input_size", "mean", "std", "num_classes", "interpolation", "crop_pct", "crop_mode", "first_conv", "classifier"}}
+        return {"first_conv": cfg.get("first_conv"), "classifier": cfg.get("classifier"), "num_features": written.get("num_features"),
+                "global_pool": written.get("global_pool"), "model_args": {**written.get("model_args", {}), **(model_args or {})},
+                "pretrained_extra": extra}
+    first_conv, classifier = layer_names(model)
+    args = dict(model_args) if model_args is not None else ({"num_classes": num_classes} if library == "torchvision" else {})
+    return {"first_conv": first_conv, "classifier": classifier, "model_args": json.loads(json.dumps(args))}
 
 
 def read_config(path: Path) -> BoxConfig:

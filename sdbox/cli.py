@@ -1,23 +1,34 @@
-"""The ``sdbox`` command: demo, benchmark, attack, speed. Each subcommand lives with its module."""
+"""The ``sdbox`` command (also ``python -m sdbox``): the owner's wrap, inspect, verify, push and
+distill, and demo, benchmark, attack, speed. Each subcommand lives with its module.
+
+Exit codes: 0 done, 1 an error sdbox names (one line: the problem and the fix; ``verify``: the
+key does not open the box), 2 a usage error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import speed
+from . import owner_cli, speed
+from .errors import SdboxError
 from .attacks import cli as attack_cli
 from .benchmark import cli as benchmark_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sdbox", description="Safe Distillation Box: measure what a box protects.")
+    parser = argparse.ArgumentParser(prog="sdbox", description="Safe Distillation Box: publish a classifier that only key holders can distil.")
     sub = parser.add_subparsers(dest="command", required=True)
+    owner_cli.add_parsers(sub)  # wrap, inspect, verify, push, distill
     benchmark_cli.add_parsers(sub)  # demo, benchmark
     attack_cli.add_parsers(sub)  # attack
     speed.add_parsers(sub)  # speed
     args = parser.parse_args(argv)
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except (SdboxError, ValueError, OSError) as e:  # sdbox's own and its argument checks: messages that name the fix
+        print(f"sdbox {args.command}: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

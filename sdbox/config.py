@@ -39,18 +39,44 @@ class BoxConfig:
     report: dict[str, Any] | None = field(default=None, metadata={"help": "Measured protection report, when one was run."})
     weights_sha256: str | None = field(default=None, metadata={"help": "SHA-256 of model.safetensors, to detect a damaged file."})
     format_version: int = field(default=BOX_FORMAT_VERSION, metadata={"help": "sdbox bundle format."})
+    # How to rebuild the model and its eval pipeline: timm's config.json fields, so that timm's
+    # `resolve_data_config` + `create_transform` reproduce the owner's preprocessing.
+    interpolation: str | None = field(default=None, metadata={"help": "Eval resize interpolation (timm's names)."})
+    crop_pct: float | None = field(default=None, metadata={"help": "Eval centre crop / resize (1.0: resize to the input size)."})
+    crop_mode: str | None = field(default=None, metadata={"help": "Eval crop mode: center, squash or border."})
+    first_conv: str | None = field(default=None, metadata={"help": "Name of the first convolution (timm adapts in_chans there)."})
+    classifier: str | None = field(default=None, metadata={"help": "Name of the classifier layer (timm resets it for fine-tuning)."})
+    num_features: int | None = field(default=None, metadata={"help": "Width of the pooled features (informational)."})
+    global_pool: str | None = field(default=None, metadata={"help": "Global pooling type (informational)."})
+    model_args: dict[str, Any] = field(default_factory=dict, metadata={"help": "Constructor arguments that rebuild the same function."})
+    label_names: list[str] | None = field(default=None, metadata={"help": "Class name of each output."})
+    pretrained_extra: dict[str, Any] = field(default_factory=dict, metadata={"help": "Other pretrained_cfg fields timm wrote."})
+    license: str | None = field(default=None, metadata={"help": "License of the published weights (Hub identifier)."})
+    base_model: str | None = field(default=None, metadata={"help": "Hub id of the model the box was wrapped from."})
+    datasets: list[str] | None = field(default=None, metadata={"help": "Names of the data the box was wrapped and measured on."})
 
     @property
     def key_shape(self) -> tuple[int, int, int]:
         return tuple(self.input_size)  # type: ignore[return-value]
 
     def to_json(self) -> dict[str, Any]:
-        """timm's layout (architecture, num_classes, pretrained_cfg) plus an ``sdbox`` section."""
+        """timm's layout (architecture, num_classes, ..., pretrained_cfg) plus an ``sdbox`` section.
+
+        Fields that are None are left out, as timm's own writer does.
+        """
+        pretrained_cfg = {
+            **self.pretrained_extra,
+            "input_size": list(self.input_size), "interpolation": self.interpolation, "crop_pct": self.crop_pct,
+            "crop_mode": self.crop_mode, "mean": list(self.mean), "std": list(self.std), "num_classes": self.num_classes,
+            "first_conv": self.first_conv, "classifier": self.classifier,
+        }
+        top = {
+            "architecture": self.architecture, "num_classes": self.num_classes, "num_features": self.num_features,
+            "global_pool": self.global_pool, "label_names": self.label_names, "model_args": self.model_args or None,
+        }
         return {
-            "architecture": self.architecture,
-            "num_classes": self.num_classes,
-            "pretrained_cfg": {"input_size": list(self.input_size), "mean": list(self.mean), "std": list(self.std)},
-            "library_name": "sdbox",
+            **{k: v for k, v in top.items() if v is not None},
+            "pretrained_cfg": {k: v for k, v in pretrained_cfg.items() if v is not None},
             "sdbox": {
                 "format_version": self.format_version,
                 "model_library": self.model_library,
@@ -64,6 +90,7 @@ class BoxConfig:
                 "fidelity": self.fidelity,
                 "report": self.report,
                 "weights_sha256": self.weights_sha256,
+                **{k: v for k, v in (("license", self.license), ("base_model", self.base_model), ("datasets", self.datasets)) if v is not None},
             },
         }
 
@@ -90,8 +117,13 @@ class BoxConfig:
         values = {k: v for k, v in sd.items() if k in known}
         values.update(architecture=data["architecture"], num_classes=data["num_classes"],
                       input_size=cfg["input_size"], mean=cfg["mean"], std=cfg["std"])  # pretrained_cfg wins
+        values.update({k: data[k] for k in _TOP_LEVEL if k in data})
+        values.update({k: cfg[k] for k in _PRETRAINED_FIELDS if k in cfg})
+        values["pretrained_extra"] = {k: v for k, v in cfg.items() if k not in _PRETRAINED_FIELDS | {"input_size", "mean", "std", "num_classes"}}
         config = cls(**values)
         config.validate(source)
+        if "num_classes" in cfg and cfg["num_classes"] != config.num_classes:
+            raise BundleError(f"{source} is inconsistent: pretrained_cfg.num_classes {str(cfg['num_classes'])[:20]} ≠ num_classes {config.num_classes}. {_RESTORE.capitalize()}")
         config.input_size = tuple(config.input_size)
         config.mean, config.std = tuple(float(m) for m in config.mean), tuple(float(s) for s in config.std)
         if "key_shape" in sd and sd["key_shape"] != list(config.input_size):
@@ -129,13 +161,62 @@ class BoxConfig:
         _check(isinstance(self.fidelity, dict) and all(isinstance(k, str) and finite_number(v) for k, v in self.fidelity.items()),
                source, "fidelity", "a map of names to finite numbers", self.fidelity)
         _check(self.report is None or isinstance(self.report, dict), source, "report", "an object or null", self.report)
+        _check(self.interpolation is None or self.interpolation in _INTERPOLATIONS, source, "interpolation",
+               f"one of {list(_INTERPOLATIONS)}", self.interpolation)
+        _check(self.crop_pct is None or (finite_number(self.crop_pct) and 0 < self.crop_pct <= 2), source, "crop_pct",
+               "a number in (0, 2]", self.crop_pct)
+        _check(self.crop_mode is None or self.crop_mode in ("center", "squash", "border"), source, "crop_mode", "center, squash or border", self.crop_mode)
+        for name in ("first_conv", "classifier", "global_pool"):
+            value = getattr(self, name)
+            _check(value is None or (isinstance(value, str) and _MODULE_NAME.fullmatch(value) is not None), source, name,
+                   "a module name (letters, digits, `_ .`) or null", value)
+        _check(self.num_features is None or (_is_int(self.num_features) and 0 < self.num_features <= 1 << 20), source,
+               "num_features", "a positive integer or null", self.num_features)
+        _check(isinstance(self.model_args, dict) and len(self.model_args) <= 64 and all(
+            isinstance(k, str) and _ARG_NAME.fullmatch(k) is not None and k not in LOADING_ARGS and _plain_value(v)
+            for k, v in self.model_args.items()), source, "model_args",
+            f"a map of constructor argument names to numbers, strings or short lists (none of {sorted(LOADING_ARGS)})", self.model_args)
+        _check(self.model_args.get("num_classes", self.num_classes) == self.num_classes, source, "model_args",
+               f"num_classes {self.num_classes}, like the config", self.model_args)
+        _check(self.label_names is None or (isinstance(self.label_names, list) and len(self.label_names) == self.num_classes
+               and all(isinstance(n, str) and len(n) <= 200 for n in self.label_names)), source, "label_names",
+               f"null or {self.num_classes} strings (one per class)", self.label_names)
+        _check(isinstance(self.pretrained_extra, dict) and len(self.pretrained_extra) <= 64 and all(
+            isinstance(k, str) and len(k) <= 64 and _plain_value(v) for k, v in self.pretrained_extra.items()),
+            source, "pretrained_cfg", "a map of names to numbers, strings or short lists", self.pretrained_extra)
+        for name in ("license", "base_model"):
+            value = getattr(self, name)
+            _check(value is None or (isinstance(value, str) and _HUB_NAME.fullmatch(value) is not None), source, name,
+                   "null or a Hub identifier (letters, digits, `_ . - /`)", value)
+        _check(self.datasets is None or (isinstance(self.datasets, list) and len(self.datasets) <= 16 and all(
+            isinstance(d, str) and _HUB_NAME.fullmatch(d) is not None for d in self.datasets)), source, "datasets",
+            "null or a list of dataset names", self.datasets)
 
 
 _RESTORE = "restore it from the published bundle (download it again)."
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.<>\-]{0,199}")  # timm, torchvision or module.Class names
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_MODULE_NAME = re.compile(r"[A-Za-z0-9_.]{1,200}")
+_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,199}")
+_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos", "random")
+_TOP_LEVEL = ("num_features", "global_pool", "model_args", "label_names")
+_PRETRAINED_FIELDS = {"interpolation", "crop_pct", "crop_mode", "first_conv", "classifier"}
+# Constructor arguments that would make a builder fetch or read weights, or change where the
+# model lives: a bundle is untrusted, its model_args only shape the architecture.
+LOADING_ARGS = frozenset({
+    "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict", "checkpoint_path", "cache_dir",
+    "weights", "weights_backbone", "progress", "features_only", "device", "dtype", "scriptable", "exportable", "no_jit",
+})
 # 100,000 classes is five times ImageNet-21k's; 10**9 would ask for terabytes of logits layer.
 MAX_CLASSES = 100_000
+
+
+def _plain_value(value: Any) -> bool:
+    """A JSON scalar (finite numbers, strings up to 200 characters) or a list of up to 16 of them."""
+    if isinstance(value, list):
+        return len(value) <= 16 and all(_plain_value(v) and not isinstance(v, list) for v in value)
+    return value is None or isinstance(value, bool) or finite_number(value) or (isinstance(value, str) and len(value) <= 200)
 
 
 def _is_int(value: Any) -> bool:

@@ -1,8 +1,9 @@
 """Getting images in: ImageFolder / torchvision CIFAR-10 loading and the model's mean/std.
 
-The key lives in the model's *input* space, so sdbox must know how pixels were normalised. The
-precedence follows timm: what the user says, then the model's own ``pretrained_cfg``, then
-torchvision weights' transforms, and last an estimate from the data itself.
+The key lives in the model's *input* space, so sdbox must know how pixels were normalised. What
+the loader's own transform does wins (it is what the model was trained and will be fed with),
+then what the user says, then torchvision weights' transforms, then the model's own
+``pretrained_cfg``, and last an estimate from the data itself.
 """
 
 from __future__ import annotations
@@ -42,16 +43,33 @@ def resolve_normalization(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     weights: Any = None,
+    loader: Any = None,
 ) -> Normalization:
     """Find the mean/std the model's inputs were normalised with (see the module docstring).
 
+    ``loader``'s transform is read first (:func:`~sdbox.preprocessing.transform_normalization`);
+    explicit ``mean``/``std`` that disagree with it are an error, since one of them is wrong.
     ``weights`` is a torchvision weights enum (e.g. ``ResNet18_Weights.DEFAULT``). ``sample`` is
     one batch from the loader: the fallback maps [0, 1] onto its per-channel min/max.
     """
+    from .preprocessing import transform_normalization
+
     channels = sample.shape[1]
-    if mean is not None or std is not None:
-        if mean is None or std is None:
-            raise ValueError("Expected both `mean` and `std`, but got only one of them.")
+    if (mean is None) != (std is None):
+        raise ValueError("Expected both `mean` and `std`, but got only one of them.")
+    read = transform_normalization(loader) if loader is not None else None
+    if read is not None:
+        found = _checked(read[0], read[1], channels, read[2])
+        if mean is None:
+            return found
+        given = _checked(mean, std, channels, read[2])
+        if not _same(found, given):
+            raise InputError(
+                f"Expected `mean`/`std` to match the loader's own normalisation ({read[2]}: mean={list(found.mean)}, "
+                f"std={list(found.std)}), but got mean={list(mean)}, std={list(std)}: drop the arguments, or fix the transform."
+            )
+        return given  # the same normalisation; the arguments' digits, where the loader kept float32 ones
+    if mean is not None:
         return _checked(mean, std, channels, "user")
     if weights is not None:
         transforms = weights.transforms()
@@ -63,6 +81,10 @@ def resolve_normalization(
     lo, hi = flat.min(1).values, flat.max(1).values
     span = (hi - lo).clamp_min(1e-6)
     return _checked((-lo / span).tolist(), (1 / span).tolist(), channels, "estimated from the data")
+
+
+def _same(a: Normalization, b: Normalization, tol: float = 1e-6) -> bool:
+    return all(abs(x - y) <= tol for x, y in zip(a.mean + a.std, b.mean + b.std))
 
 
 def _checked(mean: Sequence[float], std: Sequence[float], channels: int, source: str) -> Normalization:
@@ -179,6 +201,7 @@ class TensorLoader:
         self.labels = labels.to(self.device)
         mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)  # what the box publishes
         # (x/255 − mean)/std as one fused x·scale + shift: one pass over the batch, not three.
         self.scale, self.shift = 1 / (255 * std_t), -mean_t / std_t
         self.batch_size, self.shuffle, self.augment, self.padding, self.drop_last = batch_size, shuffle, augment, padding, drop_last

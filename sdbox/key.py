@@ -30,6 +30,8 @@ from .errors import KeyFileError
 from .files import write_bytes
 
 KEY_FORMAT = "sdbox-key"
+# Files that make a folder a bundle (box.py's CONFIG_NAME and WEIGHTS_NAME): no key goes beside them.
+BUNDLE_MARKERS = ("config.json", "model.safetensors")
 KEY_FORMAT_VERSION = 1
 # Bounds on an input (C, H, W), hence on a key: generous for image classifiers (multispectral
 # channels, 2048-pixel sides), small enough that a hostile file cannot make sdbox allocate
@@ -118,13 +120,22 @@ class Key:
         h.update(self.tensor.numpy().tobytes())
         return h.hexdigest()
 
-    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike, overwrite: bool = False, *, allow_bundle_folder: bool = False) -> Path:
         """Write the key as safetensors, readable by its owner only (mode 0600).
 
         Refuses to replace an existing file unless ``overwrite=True``: losing a key that a box
-        was wrapped with locks its knowledge away for good.
+        was wrapped with locks its knowledge away for good. Refuses a folder that holds a bundle
+        (config.json or model.safetensors) unless ``allow_bundle_folder=True``: ``hf upload`` or
+        ``HfApi().upload_folder`` of that folder would publish the key with the box.
         """
         path = Path(path)
+        bundle_files = [name for name in BUNDLE_MARKERS if (path.parent / name).exists()]
+        if bundle_files and not allow_bundle_folder:
+            raise FileExistsError(
+                f"Refusing to save the key into {path.parent}, which holds a bundle ({', '.join(bundle_files)}): uploading "
+                "that folder (`hf upload`, `HfApi().upload_folder`) would publish the key. Save it outside the bundle "
+                "(e.g. `owner.key` next to the folder), or pass `allow_bundle_folder=True` if you really mean it."
+            )
         metadata = {
             "format": KEY_FORMAT,
             "format_version": str(KEY_FORMAT_VERSION),
@@ -181,6 +192,34 @@ class Key:
 
     def __repr__(self) -> str:  # never print the secret itself
         return f"Key(shape={self.shape}, lam={self.lam}, fingerprint={self.fingerprint[:12]}…)"
+
+
+def is_key_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an sdbox key file, judged by its header (the name may be anything)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            size = struct.unpack("<Q", head)[0]
+            if size > _MAX_KEY_HEADER_BYTES:
+                return False
+            header = json.loads(f.read(size))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return isinstance(header, dict) and isinstance(header.get("__metadata__"), dict) and header["__metadata__"].get("format") == KEY_FORMAT
+
+
+def find_key_files(folder: str | os.PathLike, max_files: int = 10_000) -> list[Path]:
+    """Key files anywhere under ``folder``: named ``*.key`` or holding an sdbox key, whatever their name."""
+    folder = Path(folder)
+    found = []
+    for i, path in enumerate(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
+        if i >= max_files:
+            break
+        if path.name.endswith(".key") or is_key_file(path):
+            found.append(path)
+    return found
 
 
 def _parse_key_file(raw: bytes, path: Path, fix: str) -> tuple[dict[str, str], torch.Tensor]:

@@ -1,9 +1,15 @@
 """KeyedTeacher: what a key holder distils from — the box on x̃ = λx + (1−λ)κ, read-only.
 
-Like timm's distillation task teacher, it runs in eval mode without a graph, and carries what it
-needs to prepare its own inputs (here: the key, moved to the box's device once). It does not
-freeze the box it is given: each call runs the box in eval mode under inference mode and gives
-it back its own modes, so the same box can still be evaluated, trained or wrapped.
+An ``nn.Module`` (forward = keyed logits), so it goes wherever a frozen teacher module does:
+timm's ``LogitDistillationTask(student, teacher_model=KeyedTeacher(box, key))``, other KD
+trainers, ``.to(device)``. Like timm's teacher it stays in eval mode (``train()`` is a no-op)
+and computes without a graph, and it carries what it needs to prepare its own inputs: the key,
+a non-persistent buffer, so ``state_dict()`` and checkpoints of a training task never hold it
+(pickling the teacher itself, ``torch.save(teacher)``, does: it is the key holder's object).
+It publishes the box's ``pretrained_cfg`` (mean/std) so timm re-normalises a student's inputs
+for it. It does not freeze the box it is given: each call runs the box in eval mode under
+inference mode and gives it back its own modes, so the same box can still be evaluated,
+trained or wrapped.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .box import SafeBox
@@ -22,7 +29,7 @@ from .proxy import mix
 from .restoring import eval_mode
 
 
-class KeyedTeacher:
+class KeyedTeacher(nn.Module):
     """Frozen teacher view of a :class:`SafeBox` opened with its key.
 
     ``check_inputs`` checks the *first* batch against the range of normalised [0, 1] pixels,
@@ -47,16 +54,28 @@ class KeyedTeacher:
                 f"This key (fingerprint {key.fingerprint[:12]}…) does not open this box (which expects "
                 f"{config.key_fingerprint[:12]}…): use the key file saved when the box was wrapped."
             )
-        self.box = box
-        self.lam = key.lam
-        self.device = box.device
-        self.key = key.tensor.to(self.device)
         if check_inputs not in (True, False, "always"):
             raise ValueError(f"Expected `check_inputs` True, False or 'always', but got {check_inputs!r}.")
+        super().__init__()
+        self.box = box
+        self.lam = key.lam
+        device = box.device
+        self.register_buffer("key", key.tensor.to(device), persistent=False)  # moves with .to(); never in state_dict
         self.check_inputs = check_inputs
         lo, hi = Normalization(config.mean, config.std, "config").bounds()
-        self._lo = (lo - range_margin).view(1, -1, 1, 1).to(self.device)
-        self._hi = (hi + range_margin).view(1, -1, 1, 1).to(self.device)
+        self.register_buffer("_lo", (lo - range_margin).view(1, -1, 1, 1).to(device), persistent=False)
+        self.register_buffer("_hi", (hi + range_margin).view(1, -1, 1, 1).to(device), persistent=False)
+        self.pretrained_cfg = {"input_size": config.input_size, "mean": config.mean, "std": config.std, "num_classes": config.num_classes}
+        self.num_classes = config.num_classes
+        self.training = False  # its own flag only: the box keeps its modes
+
+    @property
+    def device(self) -> torch.device:
+        return self.key.device
+
+    def train(self, mode: bool = True) -> "KeyedTeacher":
+        """A teacher is always in eval mode: ``train()`` changes neither it nor the box it reads."""
+        return self
 
     def _validate(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
@@ -92,8 +111,12 @@ class KeyedTeacher:
         with eval_mode(self.box):
             return self.box(mix(x, self.key, self.lam))
 
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        """The keyed logits (``return_features`` is timm's teacher signature; features are not offered)."""
+        if return_features:
+            raise NotImplementedError("A KeyedTeacher gives logits only: use logit distillation (timm's LogitDistillationTask).")
+        return self.logits(x)
+
     def soft_labels(self, x: torch.Tensor, T: float = 4.0) -> torch.Tensor:
         """Softmax of the keyed logits at temperature ``T``: the knowledge a student distils."""
         return F.softmax(self.logits(x) / check_temperature(T), dim=1)
-
-    __call__ = logits

@@ -129,3 +129,18 @@ def key_windows(key_bytes: bytes, width: int = 32):
 @pytest.fixture(scope="session")
 def windows():
     return key_windows
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """huggingface_hub's real client talking to an in-memory Hub (tests/fake_hub.py), with its own cache."""
+    import huggingface_hub
+    from huggingface_hub.utils._http import default_client_factory
+
+    from fake_hub import FakeHub
+
+    hub = FakeHub()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    huggingface_hub.set_client_factory(hub.client)
+    yield hub
+    huggingface_hub.set_client_factory(default_client_factory)

@@ -12,7 +12,6 @@ import huggingface_hub
 import pytest
 import torch
 import torch.nn as nn
-from huggingface_hub import CommitInfo, HfApi, RepoUrl
 
 import sdbox.box
 from sdbox import BundleError, Key, KeyedTeacher, SafeBox, distill
@@ -96,7 +95,7 @@ def test_torchvision_model_round_trip(train_ds, test_ds, make_loader, tmp_path):
     box = SafeBox.wrap(model, make_loader(train_ds, n=100, batch_size=50), val_loader=make_loader(test_ds, n=50), epochs=1,
                        max_accuracy_drop=100, device="cpu", progress=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
     assert (box.box_config.model_library, box.box_config.architecture) == ("torchvision", "resnet18")
-    assert box.box_config.normalization_source == "user"
+    assert box.box_config.normalization_source == "loader:TensorImageDataset"  # the loader's own, which the arguments agree with
     assert box.wrap_result.best_epoch == 1
     box.save_pretrained(tmp_path / "tv")
     loaded = SafeBox.from_pretrained(tmp_path / "tv")
@@ -125,7 +124,9 @@ def test_config_json_layout(bundle, wrapped):
     config = json.loads((bundle / "config.json").read_text())
     assert config["num_classes"] == 10
     assert config["architecture"] == wrapped.box_config.architecture
-    assert config["pretrained_cfg"] == {"input_size": [3, 32, 32], "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
+    assert config["pretrained_cfg"] == {"input_size": [3, 32, 32], "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center",
+                                        "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD), "num_classes": 10,
+                                        "first_conv": "features.0", "classifier": "fc"}
     sd = config["sdbox"]
     for name in ("format_version", "lam", "t_dis", "omega", "eta", "key_fingerprint", "key_shape", "fidelity"):
         assert name in sd, name
@@ -151,34 +152,14 @@ def test_no_key_bytes_in_any_saved_file(bundle, wrapped, windows):
         assert not any(f"{v:.6f}" in text for v in wrapped.key.tensor.flatten()[:20].tolist())
 
 
-def test_push_to_hub_uploads_the_bundle_and_never_the_key(wrapped, monkeypatch, windows):
-    uploaded: dict[str, bytes] = {}
-    repos = []
-
-    def create_repo(self, repo_id, **kwargs):
-        repos.append(repo_id)
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def create_commit(self, repo_id, operations, **kwargs):
-        for op in operations:
-            src = op.path_or_fileobj
-            uploaded[op.path_in_repo] = Path(src).read_bytes() if isinstance(src, (str, Path)) else bytes(src.read() if hasattr(src, "read") else src)
-        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message=kwargs.get("commit_message", ""),
-                          commit_description="", oid="0" * 40)
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("push_to_hub tried the network past the faked API")
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    monkeypatch.setattr(HfApi, "_validate_yaml", lambda self, *a, **k: None)
-    monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
-    monkeypatch.setattr(HfApi, "preupload_lfs_files", no_network)
-
-    wrapped.push_to_hub("org/name", token="hf_fake")
-    assert repos == ["org/name"]
+def test_push_to_hub_uploads_the_bundle_and_never_the_key(wrapped, fake_hub, windows):
+    """Through huggingface_hub's real client: the visibility asked for, the token, one commit, the exact files."""
+    wrapped.push_to_hub("org/name", private=True, token="hf_owner")
+    assert fake_hub.repos["org/name"]["visibility"] == "private"
+    assert fake_hub.tokens("/api/repos/create", "/preupload/", "/commit/") == {"hf_owner"}
+    assert [repo for repo, _ in fake_hub.commits] == ["org/name"]
+    uploaded = fake_hub.commits[0][1]
     assert set(uploaded) == BUNDLE_FILES
-    assert not any(name.endswith(".key") or "key" in name.lower() for name in uploaded)
     for name, data in uploaded.items():
         assert_no_key_bytes(data, wrapped.key, windows, f"uploaded {name}")
     assert json.loads(uploaded["config.json"])["sdbox"]["key_fingerprint"] == wrapped.key.fingerprint
@@ -204,21 +185,12 @@ def test_from_pretrained_local_folder_offline(bundle, wrapped, tiny_cls, batch, 
         loaded.key  # bundles never carry the key
 
 
-def test_from_pretrained_hub_id(bundle, wrapped, tiny_cls, batch, monkeypatch):
-    calls = []
+def test_from_pretrained_hub_id(bundle, wrapped, tiny_cls, batch, fake_hub):
+    from sdbox.hub import push_folder
 
-    def fake_download(repo_id, filename, **kwargs):
-        calls.append((repo_id, filename))
-        assert repo_id == "org/name"
-        return str(bundle / filename)
-
-    def mixin_download(*args, **kwargs):
-        raise huggingface_hub.errors.LocalEntryNotFoundError("offline: no network in tests")
-
-    monkeypatch.setattr(sdbox.box, "hf_hub_download", fake_download)
-    monkeypatch.setattr(huggingface_hub.hub_mixin, "hf_hub_download", mixin_download)
+    push_folder(bundle, "org/name")
     loaded = SafeBox.from_pretrained("org/name", model=tiny_cls())
-    assert ("org/name", "config.json") in calls and ("org/name", "model.safetensors") in calls
+    assert {path.rsplit("/", 1)[-1] for _, path, _ in fake_hub.requests if "/resolve/" in path} == {"config.json", "model.safetensors"}
     x, _ = batch
     with torch.no_grad():
         assert torch.equal(loaded(x), wrapped(x))
@@ -336,6 +308,18 @@ def test_invalid_config_json(damaged, tiny_cls, text):
         (lambda c: c["sdbox"].update({"weights_sha256": 123}), "`weights_sha256`"),
         (lambda c: c["sdbox"].update({"report": "see elsewhere"}), "`report`"),
         (lambda c: c["sdbox"].update({"normalization_source": ["x"]}), "`normalization_source`"),
+        # the fields that rebuild the model and its pipeline: they reach timm's and torchvision's builders
+        (lambda c: c.update({"model_args": {"pretrained": True}}), "`model_args`"),
+        (lambda c: c.update({"model_args": {"pretrained_cfg_overlay": {"file": "/etc/passwd"}}}), "`model_args`"),
+        (lambda c: c.update({"model_args": {"num_classes": 3}}), "`model_args`"),
+        (lambda c: c.update({"model_args": ["in_chans", 1]}), "`model_args`"),
+        (lambda c: c.update({"label_names": ["cat", "dog"]}), "`label_names`"),
+        (lambda c: c["pretrained_cfg"].update({"crop_pct": 0}), "`crop_pct`"),
+        (lambda c: c["pretrained_cfg"].update({"interpolation": "magic"}), "`interpolation`"),
+        (lambda c: c["pretrained_cfg"].update({"classifier": "../fc"}), "`classifier`"),
+        (lambda c: c["pretrained_cfg"].update({"num_classes": 11}), "inconsistent"),
+        (lambda c: c["pretrained_cfg"].update({"deep": {"a": [1]}}), "`pretrained_cfg`"),
+        (lambda c: c["sdbox"].update({"license": "mit; rm -rf"}), "`license`"),
     ],
 )
 def test_tampered_config(damaged, tiny_cls, change, message):
@@ -397,6 +381,27 @@ def test_architecture_names_never_reach_the_network_or_other_folders(damaged, mo
         SafeBox.from_pretrained(damaged)
 
 
+class Wide(nn.Module):
+    def __init__(self, width: int = 8, num_classes: int = 10):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, width, 3), nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("args, message", [({"width": 10**7}, "do not describe these weights"), ({"depth": 3}, "Could not build")])
+def test_model_args_cannot_make_loading_allocate_more_than_the_bundle_holds(tmp_path, args, message):
+    """model_args reach the user's class (or timm / torchvision) from an untrusted file: sized on the meta device first."""
+    box = SafeBox(Wide(width=8), BoxConfig(architecture="tests.Wide", num_classes=10, input_size=(3, 32, 32), mean=CIFAR10_MEAN,
+                                           std=CIFAR10_STD, key_fingerprint="0" * 64, model_args={"width": 8}))
+    box.save_pretrained(tmp_path / "wide")
+    assert SafeBox.from_pretrained(tmp_path / "wide", model_class=Wide).model.conv.out_channels == 8
+    edit_config(tmp_path / "wide", lambda c: c.update({"model_args": args}))
+    with pytest.raises(BundleError, match=message):
+        SafeBox.from_pretrained(tmp_path / "wide", model_class=Wide)
+
+
 @pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"num_classes": ' + "9" * 5000 + "}", "\ud800"])
 def test_pathological_json_is_a_bundle_error(damaged, tiny_cls, text):
     (damaged / "config.json").write_text(text, errors="surrogatepass")
@@ -408,3 +413,19 @@ def test_a_config_value_too_large_for_a_float_is_named(damaged, tiny_cls):
     edit_config(damaged, lambda c: c["pretrained_cfg"].update({"mean": [10**400, 0.5, 0.5]}))
     with pytest.raises(BundleError, match="`mean`"):
         SafeBox.from_pretrained(damaged, model=tiny_cls())
+
+
+def test_model_card_is_hub_metadata_with_measured_fidelity(bundle, wrapped):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(bundle / "README.md")
+    data = card.data.to_dict()
+    assert "sdbox" in data["tags"] and data["pipeline_tag"] == "image-classification" and data["license"] == "unknown"
+    assert "library_name" not in data  # a custom model: plain timm cannot load it, so no timm snippet is promised
+    metrics = {m["name"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+    result = wrapped.wrap_result
+    assert metrics == {"top-1, original model, clean input (%)": round(result.clean_acc_before, 2),
+                       "top-1, this box, clean input (%)": round(result.clean_acc_after, 2),
+                       "top-1, this box, keyed input (%)": round(result.keyed_acc_after, 2)}
+    assert "KeyedTeacher(box, Key.load(" in card.text and "sdbox distill" in card.text
+    assert "model_class=YourModel" in card.text

@@ -152,3 +152,41 @@ def test_nan_inputs_are_refused_even_when_checking_every_batch(box, batch):
 def test_soft_labels_temperature_must_be_finite_and_positive(box, batch, T):
     with pytest.raises(ValueError, match=r"Expected `T` to be a finite number > 0"):
         KeyedTeacher(box, box.key).soft_labels(batch[0], T=T)
+
+
+def test_keyed_teacher_is_the_teacher_of_timms_distillation_task(box, batch):
+    """timm's LogitDistillationTask takes it as any frozen teacher module, and distils the keyed logits."""
+    import timm
+    from timm.task import LogitDistillationTask
+
+    torch.manual_seed(0)
+    student = timm.create_model("test_resnet", num_classes=10, pretrained_cfg_overlay=dict(mean=CIFAR10_MEAN, std=CIFAR10_STD))
+    teacher = KeyedTeacher(box, box.key)
+    assert isinstance(teacher, torch.nn.Module) and teacher.pretrained_cfg["mean"] == CIFAR10_MEAN
+    task = LogitDistillationTask(student, teacher, temperature=4.0, task_loss_weight=0.5, verbose=False)
+    task.train()
+    assert task.teacher.model is teacher and not teacher.training and student.training
+    before = copy.deepcopy(box.state_dict())
+    x, y = batch
+    out = task(x, y)
+    with torch.no_grad():
+        keyed = box.eval()(mix(x, box.key.tensor, box.key.lam))
+        expected_kd = torch.nn.functional.kl_div(torch.log_softmax(out["output"] / 4, 1), torch.log_softmax(keyed / 4, 1),
+                                                 reduction="batchmean", log_target=True) * 16
+    torch.testing.assert_close(out["kd_loss"], expected_kd)  # the student learns from x̃, not x
+    out["loss"].backward()
+    assert all(p.grad is not None for p in student.parameters() if p.requires_grad)
+    assert all(p.grad is None for p in box.parameters())  # the teacher is never trained
+    for k, v in box.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    key_bytes = box.key.tensor.numpy().tobytes()
+    assert not any(k.endswith("key") or v.numpy().tobytes() == key_bytes for k, v in task.state_dict().items())  # checkpoints never hold it
+
+
+def test_keyed_teacher_stays_in_eval_mode_and_never_persists_its_key(box, batch):
+    box.train()
+    teacher = KeyedTeacher(box, box.key)
+    teacher.train()
+    assert not teacher.training and box.training  # train() changes neither
+    assert "key" in dict(teacher.named_buffers()) and "key" not in teacher.state_dict()  # moves with .to(), never saved
+    torch.testing.assert_close(teacher(batch[0]), teacher.logits(batch[0]))
