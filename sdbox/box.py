@@ -20,7 +20,7 @@ from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalE
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from . import architecture
+from . import architecture, distributed
 from .card import fidelity_markdown, model_card
 from .config import BoxConfig
 from .data import Normalization, resolve_normalization
@@ -147,10 +147,12 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         input_size = tuple(x.shape[1:])
         pipeline = eval_pipeline(user_val_loader if user_val_loader is not None else user_loader, input_size)
         names = resolve_label_names(label_names, user_loader, weights, num_classes)
-        if key is None and checkpoint_dir is not None:
-            key = saved_key(checkpoint_dir)  # resuming an interrupted wrap: same key
-        if key is None:
-            key = Key.generate(input_size, settings.lam, norm.mean, norm.std)
+        def new_key() -> Key:
+            # resuming an interrupted wrap: same key; else a fresh one (only rank 0 draws under torchrun)
+            saved = saved_key(checkpoint_dir) if checkpoint_dir is not None else None
+            return saved if saved is not None else Key.generate(input_size, settings.lam, norm.mean, norm.std)
+
+        key = distributed.broadcast_key(key, new_key, device)
         if key.shape != input_size:
             raise ValueError(f"Expected a key of shape {input_size} (one input from the loader), but got {key.shape}.")
         if key.lam != settings.lam:

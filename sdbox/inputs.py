@@ -102,7 +102,7 @@ def check_batch_of_one(loader: Iterable, model: nn.Module, name: str = "loader")
     known before the first epoch (the last batch of ``len(dataset) % batch_size == 1``)."""
     if not isinstance(loader, DataLoader) or loader.batch_size is None or loader.drop_last or not has_batchnorm(model):
         return
-    size = length(loader.dataset)
+    size = length(loader.sampler)  # this rank's shard under a DistributedSampler, else the dataset
     if size is not None and size % loader.batch_size == 1:
         raise InputError(batch_of_one_message(name))
 

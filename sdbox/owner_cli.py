@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 
-from . import architecture
+from . import architecture, distributed
 from .box import CONFIG_NAME, WEIGHTS_NAME, SafeBox, read_config
 from .data import balanced_picks, image_folder
 from .errors import InputError
@@ -108,9 +108,12 @@ def run_wrap(args: argparse.Namespace) -> int:
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
     val_loader = DataLoader(held, batch_size=args.batch_size, num_workers=args.workers) if held is not None else None
     print(f"wrapping {args.model} on {len(train)} images of {args.data} ({num_classes} classes) for {args.epochs} epoch(s)", file=sys.stderr)
+    device = distributed.init_from_env(args.device)  # under torchrun: one wrap over all ranks
     box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
-                       max_accuracy_drop=args.max_accuracy_drop, device=args.device, progress=not args.no_progress,
+                       max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
                        checkpoint_dir=args.checkpoint_dir)
+    if not distributed.is_main_process():
+        return 0  # rank 0 writes the key and the bundle
     box.box_config.license, box.box_config.base_model = args.license, base
     box.box_config.datasets = [args.dataset_name] if args.dataset_name else None
     box.key.save(key_out)  # first: a wrap whose key is lost is lost

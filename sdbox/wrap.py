@@ -19,10 +19,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .errors import CheckpointError, FidelityError, InputError, NonFiniteLossError
 from .evaluate import evaluate
-from .inputs import batch_of_one_message, check_labels, finite_number, has_batchnorm, length
+from .inputs import batch_of_one_message, check_batch_of_one, check_labels, finite_number, has_batchnorm, length
 from .key import Key
 from .losses import augmentation_loss, classification_loss, confusion_loss, disturbance_loss, kd_loss, preservation_loss
 from .proxy import mix
@@ -281,6 +281,12 @@ def fine_tune(
     NonFiniteLossError, Ctrl-C) it gets its original weights back, so a retry starts from the
     same model. Either way it keeps its train/eval mode and memory layout. The checkpoint in
     ``checkpoint_dir`` is deleted after success unless ``keep_checkpoint``.
+
+    Under torch.distributed (a process group initialised, e.g. by torchrun) this is one wrap over
+    all ranks: the trainable model runs in DistributedDataParallel, each rank reads its shard of
+    ``loader`` and ``val_loader`` (``batch_size`` per rank), the guard's figures are summed over
+    ranks, and only rank 0 writes the checkpoint. ``key`` must be the same on every rank
+    (:func:`~sdbox.distributed.broadcast_key`).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"Expected `epochs` to be an integer ≥ 1, but got {epochs!r}.")
@@ -288,12 +294,20 @@ def fine_tune(
         raise ValueError(f"Expected `lr` to be a finite number > 0, but got {lr!r}.")
     fast = (fast or FastPath()).resolve(device)
     came_channels_last = _is_channels_last(model)
+    progress = progress and distributed.is_main_process()
+    distributed.broadcast_tensors(model.state_dict().values(), device)  # one starting point, so one identity and one T for all ranks
     ckpt = checkpoint.checkpoint_path(checkpoint_dir) if checkpoint_dir is not None else None
+    # The identity reads the whole loader, not a shard: a checkpoint resumes on any number of ranks.
     identity = checkpoint.belongs_to(model, settings, lr, epochs, loader) if ckpt is not None else {}
-    made_folder = ckpt is not None and not ckpt.parent.exists()
+    made_folder = ckpt is not None and distributed.broadcast_object(not ckpt.parent.exists())
+    loader, val_loader = distributed.shard_train_loader(loader), distributed.shard_eval_loader(val_loader)
+    if distributed.is_distributed():
+        check_batch_of_one(loader, model)
     with fast.running_on(device), modes_kept(model):
         fast.prepare(model.to(device))
         frozen = FrozenModels.from_model(model, with_random=settings.preservation and settings.eta > 0)
+        if frozen.random is not None:
+            distributed.broadcast_tensors(frozen.random.state_dict().values(), device)
         try:
             state = _train(model, frozen, loader, val_loader, key, settings, num_classes=num_classes, epochs=epochs, lr=lr,
                            max_accuracy_drop=max_accuracy_drop, device=device, ckpt=ckpt, identity=identity,
@@ -309,8 +323,9 @@ def fine_tune(
     if ckpt is not None:
         if keep_checkpoint:
             kept = str(ckpt)
-        else:
+        elif distributed.is_main_process():
             checkpoint.remove(ckpt, remove_folder=made_folder)
+        distributed.barrier()
     chosen = state.epochs[state.best_epoch - 1]
     return WrapResult(
         clean_acc_before=state.clean_acc_before,
@@ -342,6 +357,7 @@ def _train(
 ) -> _TrainState:
     """The epochs, resumed from ``ckpt`` when it exists; raises FidelityError if none qualifies."""
     fast.compiled(model)  # after the frozen copies: they run under inference_mode, uncompiled
+    trainable = _data_parallel(model, device)
     key_tensor = key.tensor.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     steps_per_epoch = length(loader)
@@ -349,14 +365,16 @@ def _train(
     state = _TrainState(epoch=0, best_epoch=-1, best_score=-math.inf, epochs=[], curves=[], best_weights=None)
     needs_pairs = has_batchnorm(model)
 
-    if ckpt is not None and ckpt.exists():
-        _resume(ckpt, model, frozen, optimizer, scheduler, state, key, identity)
+    payload = _read_checkpoint(ckpt) if ckpt is not None else None
+    if payload is not None:
+        _resume(ckpt, payload, model, frozen, optimizer, scheduler, state, key, identity, steps_per_epoch or 1, epochs)
     else:
-        base = evaluate(frozen.original, val_loader, device=device)
+        base = _evaluate(frozen.original, val_loader, device=device)
         state.clean_acc_before = base["acc"]
 
     for epoch in range(state.epoch, epochs):
         model.train()
+        distributed.set_epoch(loader, epoch)
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         bar = progress_bar(loader, total=steps_per_epoch, desc=f"wrap epoch {epoch + 1}/{epochs}", enabled=progress)
@@ -366,7 +384,7 @@ def _train(
             check_labels(y, num_classes)
             x, y = fast.inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             with fast.autocast(device):
-                _, losses = sdb_step(model, frozen, x, y, key_tensor, settings)
+                _, losses = sdb_step(trainable, frozen, x, y, key_tensor, settings)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
@@ -376,16 +394,17 @@ def _train(
                 sums[name] = sums.get(name, 0.0) + value.detach()
             steps += 1
             if steps % log_every == 0:
-                means = _read_means(sums, steps)
+                means = _read_means(sums, steps, device)
                 state.curves.append({"epoch": epoch + steps / (steps_per_epoch or steps), **means})
                 bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
         if steps == 0:
             raise InputError(f"Expected `loader` to yield batches in every epoch, but epoch {epoch + 1} got none: pass a re-iterable loader.")
         if steps_per_epoch is None:
             scheduler.step()
-        means = _read_means(sums, steps)
-        clean = evaluate(model, val_loader, reference=frozen.original, t_dis=settings.t_dis, device=device)
-        keyed = evaluate(model, val_loader, key=key_tensor, lam=settings.lam, device=device)
+        means = _read_means(sums, steps, device)
+        distributed.broadcast_tensors(model.buffers(), device)  # one set of BatchNorm statistics to evaluate and keep
+        clean = _evaluate(model, val_loader, reference=frozen.original, t_dis=settings.t_dis, device=device)
+        keyed = _evaluate(model, val_loader, key=key_tensor, lam=settings.lam, device=device)
         record = {"epoch": epoch + 1, **{f"loss_{k}": v for k, v in means.items()},
                   "clean_acc": clean["acc"], "keyed_acc": keyed["acc"], "divergence": clean["divergence"]}
         state.epochs.append(record)
@@ -397,7 +416,9 @@ def _train(
             state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         state.epoch = epoch + 1
         if ckpt is not None:
-            _save_checkpoint(ckpt, model, frozen, optimizer, scheduler, state, key, identity)
+            if distributed.is_main_process():
+                _save_checkpoint(ckpt, model, frozen, optimizer, scheduler, state, key, identity)
+            distributed.barrier()  # no rank runs ahead of a checkpoint that a relaunch would resume from
 
     if state.best_weights is None:
         best = max(state.epochs, key=lambda r: min(r["clean_acc"], r["keyed_acc"]) if settings.key_embedding else r["clean_acc"])
@@ -413,9 +434,38 @@ def _train(
     return state
 
 
-def _read_means(sums: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
-    """One host sync per log interval; raise on a non-finite term, naming it and its fix."""
-    values = torch.stack([v.float() for v in sums.values()]).cpu() / steps
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` in DistributedDataParallel under torch.distributed, else ``model`` itself.
+
+    Only the trainable model: the frozen T and T0 take no gradients, so DDP would only add
+    syncs. :func:`sdb_step` calls the DDP module once per stream (clean, proxy, decoy) before one
+    backward, rather than one forward over the concatenated streams, because each stream must
+    keep its own BatchNorm batch statistics. That is correct without ``static_graph``: every
+    stream uses every parameter, and autograd sums a parameter's gradients from all streams
+    before its one AccumulateGrad hook fires, so DDP's reducer sees each parameter ready once,
+    with the full gradient, and averages it over ranks. Checkpoints and evaluation use the
+    unwrapped ``model`` (the same parameters), so a checkpoint is the same on any rank count.
+    """
+    if not distributed.is_distributed():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _evaluate(model: nn.Module, loader: Iterable, *, device: torch.device, **kwargs: Any) -> dict[str, Any]:
+    """:func:`~sdbox.evaluate.evaluate` on this rank's shard, summed over ranks."""
+    return distributed.all_reduce_evaluation(evaluate(model, loader, device=device, **kwargs), device)
+
+
+def _read_means(sums: dict[str, torch.Tensor], steps: int, device: torch.device) -> dict[str, float]:
+    """One host sync per log interval; raise on a non-finite term, naming it and its fix.
+
+    Under torch.distributed the means are over all ranks, so a non-finite loss on one rank
+    stops every rank at the same step instead of leaving the others waiting in a collective.
+    """
+    values = torch.stack([v.float() for v in sums.values()])
+    values = (distributed.all_reduce_sum(values, device) / distributed.world_size()).cpu() / steps
     means = dict(zip(sums, values.tolist()))
     for name, value in means.items():
         if name != "total" and not math.isfinite(value):
@@ -441,8 +491,23 @@ def _save_checkpoint(path: Path, model, frozen, optimizer, scheduler, state: _Tr
     })
 
 
-def _resume(path: Path, model, frozen, optimizer, scheduler, state: _TrainState, key: Key, identity: dict[str, Any]) -> None:
-    payload = checkpoint.load(path)
+def _read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None: read by rank 0 and sent to all ranks (other
+    machines may not see its disk); a damaged one raises on every rank, not only on rank 0."""
+    found: tuple[dict[str, Any] | None, BaseException | None] = (None, None)
+    if distributed.is_main_process() and path.exists():
+        try:
+            found = (checkpoint.load(path), None)
+        except CheckpointError as e:
+            found = (None, e)
+    payload, error = distributed.broadcast_object(found)
+    if error is not None:
+        raise error
+    return payload
+
+
+def _resume(path: Path, payload: dict[str, Any], model, frozen, optimizer, scheduler, state: _TrainState, key: Key,
+            identity: dict[str, Any], steps_per_epoch: int, epochs: int) -> None:
     checkpoint.check_matches(payload, path, key, identity)
     try:
         model.load_state_dict(payload["model"])
@@ -456,6 +521,20 @@ def _resume(path: Path, model, frozen, optimizer, scheduler, state: _TrainState,
     frozen.folded.clear()  # folded copies hold the old weights
     for k, v in payload["state"].items():
         setattr(state, k, v)
+    _rescale_schedule(scheduler, state.epoch * steps_per_epoch, epochs * steps_per_epoch)
+
+
+def _rescale_schedule(scheduler, done: int, total: int) -> None:
+    """Put the cosine schedule at step ``done`` of ``total``: on another number of ranks an
+    epoch has another number of steps, and the lr must follow the epochs, not the step count
+    of the run that wrote the checkpoint. A no-op when the rank count is unchanged."""
+    if scheduler.T_max == total and scheduler.last_epoch == done:
+        return
+    scheduler.T_max, scheduler.last_epoch = total, done
+    lrs = [scheduler.eta_min + (base - scheduler.eta_min) * (1 + math.cos(math.pi * done / total)) / 2 for base in scheduler.base_lrs]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs
 
 
 def saved_key(checkpoint_dir: str | os.PathLike) -> Key | None:
