@@ -96,6 +96,7 @@ def _limited(dataset: Any, limit: int | None, seed: int) -> Any:
 
 # ---------------------------------------------------------------------------------- commands
 def run_wrap(args: argparse.Namespace) -> int:
+    device = distributed.init_from_env(args.device)  # under torchrun: one wrap over all ranks
     out, key_out = Path(args.out), Path(args.key_out)
     if key_out.resolve().parent == out.resolve() or out.resolve() in key_out.resolve().parents:
         raise InputError(f"Expected --key-out outside --out, but {key_out} is inside {out}: uploading the bundle folder would publish the key.")
@@ -107,8 +108,8 @@ def run_wrap(args: argparse.Namespace) -> int:
     train, held = splits(args.data, data_transform(model, args), args.limit)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
     val_loader = DataLoader(held, batch_size=args.batch_size, num_workers=args.workers) if held is not None else None
-    print(f"wrapping {args.model} on {len(train)} images of {args.data} ({num_classes} classes) for {args.epochs} epoch(s)", file=sys.stderr)
-    device = distributed.init_from_env(args.device)  # under torchrun: one wrap over all ranks
+    if distributed.is_main_process():
+        print(f"wrapping {args.model} on {len(train)} images of {args.data} ({num_classes} classes) for {args.epochs} epoch(s)", file=sys.stderr)
     box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
                        max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
                        checkpoint_dir=args.checkpoint_dir)
