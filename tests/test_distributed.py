@@ -212,3 +212,24 @@ def test_a_two_rank_checkpoint_resumes_on_one_rank(tmp_path, data, plain_state, 
     assert box.key.fingerprint == plain_key.fingerprint  # the checkpoint's key
     assert [e["epoch"] for e in box.wrap_result.epochs] == [1, 2] and box.wrap_result.epochs[0] == first
     assert not (ckpt / "wrap_state.pt").exists()  # a successful wrap deletes it
+
+
+def test_a_resume_on_another_rank_count_puts_the_cosine_schedule_at_the_same_fraction():
+    """2 ranks: 3 steps an epoch; 1 rank: 6. After epoch 1 of 2 the lr must be the half-way lr either way."""
+    from sdbox.wrap import _rescale_schedule
+
+    def scheduler(steps: int, done: int):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=2 * steps)
+        for _ in range(done):
+            opt.step()
+            sched.step()
+        return opt, sched
+
+    opt, sched = scheduler(3, 3)
+    _rescale_schedule(sched, 6, 12)
+    ref_opt, ref_sched = scheduler(6, 6)
+    for _ in range(6):  # and it goes on from there as a 12-step schedule would
+        assert opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"], abs=1e-12)
+        opt.step(), sched.step(), ref_opt.step(), ref_sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
