@@ -264,8 +264,6 @@ class _Run:
         log(f"wrapping {method} on {len(self.splits.wrap)} images ({p.wrap_epochs} epochs, ω={p.omega}, η={p.eta}, λ={p.lam})")
         start = time.time()
         model = copy.deepcopy(teacher)
-        for param in model.parameters():
-            param.requires_grad_(True)
         try:
             with torch.random.fork_rng(devices=[]):  # T0's draw is seeded without touching the caller's RNG
                 torch.manual_seed(_subseed(WRAP_SEED, f"wrap/{method}"))
