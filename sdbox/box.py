@@ -23,7 +23,7 @@ from safetensors.torch import load_model, save_model
 from . import architecture, distributed
 from .card import fidelity_markdown, model_card
 from .config import BoxConfig
-from .data import Normalization, resolve_normalization
+from .preprocessing import Normalization, resolve_normalization
 from .preprocessing import EvalPipeline, eval_pipeline, layer_names, resolve_label_names
 from .evaluate import evaluate
 from .errors import BundleError, SdboxError, WrongKeyError

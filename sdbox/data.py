@@ -1,99 +1,22 @@
-"""Getting images in: ImageFolder / torchvision CIFAR-10 loading and the model's mean/std.
+"""Getting images in: ImageFolder / torchvision CIFAR-10 loading, decoded tensors and batches.
 
-The key lives in the model's *input* space, so sdbox must know how pixels were normalised. What
-the loader's own transform does wins (it is what the model was trained and will be fed with),
-then what the user says, then torchvision weights' transforms, then the model's own
-``pretrained_cfg``, and last an estimate from the data itself.
+What the box publishes about those images (mean/std, crop, class names) and the precedence of
+its sources is :mod:`sdbox.preprocessing`'s job.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
-import torch.nn as nn
 from torch.utils.data import Dataset
 
 from .errors import InputError
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Per-channel ``mean``/``std`` that map [0, 1] pixels to model inputs, and where they came from."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    source: str
-
-    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The per-channel range that normalised [0, 1] pixels can take: ((0−m)/s, (1−m)/s)."""
-        mean, std = torch.tensor(self.mean), torch.tensor(self.std)
-        return (0 - mean) / std, (1 - mean) / std
-
-
-def resolve_normalization(
-    model: nn.Module,
-    sample: torch.Tensor,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    weights: Any = None,
-    loader: Any = None,
-) -> Normalization:
-    """Find the mean/std the model's inputs were normalised with (see the module docstring).
-
-    ``loader``'s transform is read first (:func:`~sdbox.preprocessing.transform_normalization`);
-    explicit ``mean``/``std`` that disagree with it are an error, since one of them is wrong.
-    ``weights`` is a torchvision weights enum (e.g. ``ResNet18_Weights.DEFAULT``). ``sample`` is
-    one batch from the loader: the fallback maps [0, 1] onto its per-channel min/max.
-    """
-    from .preprocessing import transform_normalization
-
-    channels = sample.shape[1]
-    if (mean is None) != (std is None):
-        raise ValueError("Expected both `mean` and `std`, but got only one of them.")
-    read = transform_normalization(loader) if loader is not None else None
-    if read is not None:
-        found = _checked(read[0], read[1], channels, read[2])
-        if mean is None:
-            return found
-        given = _checked(mean, std, channels, read[2])
-        if not _same(found, given):
-            raise InputError(
-                f"Expected `mean`/`std` to match the loader's own normalisation ({read[2]}: mean={list(found.mean)}, "
-                f"std={list(found.std)}), but got mean={list(mean)}, std={list(std)}: drop the arguments, or fix the transform."
-            )
-        return given  # the same normalisation; the arguments' digits, where the loader kept float32 ones
-    if mean is not None:
-        return _checked(mean, std, channels, "user")
-    if weights is not None:
-        transforms = weights.transforms()
-        return _checked(transforms.mean, transforms.std, channels, f"torchvision:{weights}")
-    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
-    if isinstance(cfg, dict) and "mean" in cfg and "std" in cfg and len(cfg["mean"]) == channels:
-        return _checked(cfg["mean"], cfg["std"], channels, "timm:pretrained_cfg")
-    flat = sample.transpose(0, 1).reshape(channels, -1).float()
-    lo, hi = flat.min(1).values, flat.max(1).values
-    span = (hi - lo).clamp_min(1e-6)
-    return _checked((-lo / span).tolist(), (1 / span).tolist(), channels, "estimated from the data")
-
-
-def _same(a: Normalization, b: Normalization, tol: float = 1e-6) -> bool:
-    return all(abs(x - y) <= tol for x, y in zip(a.mean + a.std, b.mean + b.std))
-
-
-def _checked(mean: Sequence[float], std: Sequence[float], channels: int, source: str) -> Normalization:
-    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-    if len(mean) != channels or len(std) != channels:
-        raise InputError(f"Expected mean/std with {channels} values (one per input channel), but got {len(mean)} and {len(std)} ({source}).")
-    if any(s <= 0 for s in std):
-        raise InputError(f"Expected every `std` value > 0, but got {std} ({source}).")
-    return Normalization(mean, std, source)
 
 
 def cifar10_transform(train: bool = False, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD):

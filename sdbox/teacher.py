@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .box import SafeBox
-from .data import Normalization
+from .preprocessing import Normalization
 from .errors import InputError, WrongKeyError
 from .inputs import check_temperature
 from .key import Key

@@ -20,7 +20,8 @@ from torchvision.transforms import v2
 
 from sdbox import InputError, SafeBox
 from sdbox.hub import push_folder
-from sdbox.data import CIFAR10_MEAN, CIFAR10_STD, balanced_picks, resolve_normalization
+from sdbox.data import CIFAR10_MEAN, CIFAR10_STD, balanced_picks
+from sdbox.preprocessing import resolve_normalization
 from sdbox.preprocessing import EvalPipeline, eval_pipeline, resolve_label_names, transform_normalization
 
 from conftest import DATA
