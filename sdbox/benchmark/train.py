@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..files import atomic_write
 from ..progress import progress_bar
 
 
@@ -66,16 +67,10 @@ def train_classifier(
         history.append(total.item() / max(n, 1))
         bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]:.3f}")
         if checkpoint is not None and epoch + 1 < epochs:
-            _save(Path(checkpoint), {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "scheduler": scheduler.state_dict(), "history": history,
-                                     "loader_generator": loader.generator.get_state() if hasattr(loader, "generator") else None})
+            with atomic_write(checkpoint) as f:  # a killed run leaves the last epoch's state, never half of one
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "history": history,
+                            "loader_generator": loader.generator.get_state() if hasattr(loader, "generator") else None}, f)
     bar.close()
     model.eval()
     return history
-
-
-def _save(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
