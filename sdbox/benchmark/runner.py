@@ -265,14 +265,13 @@ class _Run:
         start = time.time()
         model = copy.deepcopy(teacher)
         try:
-            with torch.random.fork_rng(devices=[]):  # T0's draw is seeded without touching the caller's RNG
-                torch.manual_seed(_subseed(WRAP_SEED, f"wrap/{method}"))
-                box = SafeBox.wrap(
-                    model, batches(self.splits.wrap, p.batch_size, train=True, device=self.device, seed=_subseed(WRAP_SEED, f"wrap/{method}")),
-                    val_loader=self.val_loader, key=self.key(), epochs=p.wrap_epochs, lr=p.wrap_lr,
-                    max_accuracy_drop=p.max_accuracy_drop, device=self.device, checkpoint_dir=folder.with_name(method + ".ckpt"),
-                    progress=self.progress, mean=CIFAR10_MEAN, std=CIFAR10_STD, settings=method_settings(method, p.sdb_settings()),
-                )
+            torch.manual_seed(_subseed(WRAP_SEED, f"wrap/{method}"))  # T0's draw (run_benchmark gives the caller's RNG back)
+            box = SafeBox.wrap(
+                model, batches(self.splits.wrap, p.batch_size, train=True, device=self.device, seed=_subseed(WRAP_SEED, f"wrap/{method}")),
+                val_loader=self.val_loader, key=self.key(), epochs=p.wrap_epochs, lr=p.wrap_lr,
+                max_accuracy_drop=p.max_accuracy_drop, device=self.device, checkpoint_dir=folder.with_name(method + ".ckpt"),
+                progress=self.progress, mean=CIFAR10_MEAN, std=CIFAR10_STD, settings=method_settings(method, p.sdb_settings()),
+            )
         except FidelityError as e:
             log(f"{method}: the fidelity guard refused every epoch: {e}")
             write_json(error_path, {"error": str(e)})
@@ -343,9 +342,8 @@ class _Run:
         log(f"seed {seed}: distilling {name} (T={T:g}, {p.student_epochs} epochs on {len(self.splits.distill)} images)")
         # Every student of an architecture and seed starts from the same weights and sees the same
         # batches (common random numbers): differences between rows then measure the teachers.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_subseed(seed, f"student/{arch}"))
-            model = models.create(arch)
+        torch.manual_seed(_subseed(seed, f"student/{arch}"))
+        model = models.create(arch)
         loader = batches(self.splits.distill, p.batch_size, train=True, device=self.device, seed=_subseed(seed, f"student/{arch}"))
         start = time.time()
         distill(model, teacher, loader, epochs=p.student_epochs, alpha=p.alpha, T=T, lr=p.student_lr, device=self.device, progress=self.progress)
