@@ -21,10 +21,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from sdbox.benchmark import DEMO, run_benchmark
+from sdbox.benchmark import CPU, DEMO, run_benchmark
 from sdbox.benchmark.cli import default_data
 
 BASE = replace(DEMO, name="search", eval_split="val", random_keys=2, notes=())
+# --preset cpu: the cpu preset's teacher, wrap and slice, but one seed, T = 4 only and no Nasty row.
+CPU_BASE = replace(CPU, name="search-cpu", eval_split="val", random_keys=2, methods=("Normal", "SDB"), temperatures=(4.0,), notes=())
 
 # name -> the settings that differ from BASE (λ 0.9, ω 0.1, η 1e-3, L_main 'mse', 2-epoch wrap at lr 0.01).
 CANDIDATES: dict[str, dict] = {
@@ -44,6 +46,19 @@ CANDIDATES: dict[str, dict] = {
     "tiled key 4, wrong_keys, λ 0.5": {"key_tile": 4, "wrong_keys": 1.0, "lam": 0.5},
     "tiled key 4, wrong_keys, λ 0.7": {"key_tile": 4, "wrong_keys": 1.0, "lam": 0.7},
     "tiled key 4, λ 0.5": {"key_tile": 4, "lam": 0.5},
+    "decoy, ω 1": {"disturbance_form": "decoy", "omega": 1.0, "main_loss": "kl", "wrong_keys": 1.0, "decoy_source": "random_copy"},
+    "decoy, ω 1, 8 epochs": {"disturbance_form": "decoy", "omega": 1.0, "main_loss": "kl", "wrong_keys": 1.0, "decoy_source": "random_copy",
+                             "wrap_epochs": 8},
+    "pixel decoy, ω 1": {"disturbance_form": "decoy", "omega": 1.0, "main_loss": "kl", "wrong_keys": 1.0},
+    "pixel decoy, ω 2": {"disturbance_form": "decoy", "omega": 2.0, "main_loss": "kl", "wrong_keys": 1.0},
+    "decoy, ω 1, with Nasty row": {"disturbance_form": "decoy", "decoy_source": "random_copy", "omega": 1.0, "main_loss": "kl", "wrong_keys": 1.0,
+                                   "methods": ("Normal", "Nasty", "SDB"), "key_rows": ("SDB",)},
+    "decoy, ω 1, lr 0.005, 5 epochs": {"disturbance_form": "decoy", "decoy_source": "random_copy", "omega": 1.0, "main_loss": "kl", "wrong_keys": 1.0,
+                                       "wrap_lr": 0.005, "wrap_epochs": 5},
+    "decoy, ω 2, share 0.6": {"disturbance_form": "decoy", "decoy_source": "random_copy", "omega": 2.0, "decoy_share": 0.6, "main_loss": "kl", "wrong_keys": 1.0},
+    "decoy, ω 2, share 0.6, tiled key 4": {"disturbance_form": "decoy", "decoy_source": "random_copy", "omega": 2.0, "decoy_share": 0.6, "main_loss": "kl",
+                                           "wrong_keys": 1.0, "key_tile": 4},
+    "decoy, ω 2, share 0.6, no wrong keys": {"disturbance_form": "decoy", "decoy_source": "random_copy", "omega": 2.0, "decoy_share": 0.6, "main_loss": "kl"},
 }
 SHARED = ("scratch", "Normal")  # student rows no SDB setting changes
 
@@ -59,7 +74,8 @@ def row(name: str, changes: dict, results: dict) -> dict:
     return {"candidate": name, "changes": changes, "teacher": results["teacher"]["acc"], "box_clean": sdb.get("clean_acc"),
             "box_keyed": sdb.get("keyed_acc"), "scratch": seed["scratch"]["cnn5"], "normal": seed["methods"]["Normal"]["cnn5"]["no_key"],
             "no_key": keyed.get("no_key"), "key": keyed.get("key"), "random_keys": seed["random_key_attack"],
-            "error": sdb.get("error"), "wall_s": results["wall_time_s"]}
+            "error": sdb.get("error"), "wall_s": results["wall_time_s"],
+            "nasty_no_key": seed["methods"].get("Nasty", {}).get("cnn5", {}).get("no_key")}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -82,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/search")
     parser.add_argument("--data", default=default_data())
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--preset", choices=("demo", "cpu"), default="demo", help="The setting the candidates change (default: demo).")
+    parser.add_argument("--teacher", default=None, help="Teacher weights for the preset (default: cached or trained).")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in CANDIDATES]
     if unknown:
@@ -89,10 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     record = out / "search.json"
     rows = {r["candidate"]: r for r in json.loads(record.read_text())} if record.exists() else {}
-    first = None
     for name in args.names or list(CANDIDATES):
         target = out / folder_name(name)
-        if first is not None:  # the rows no SDB setting changes: train once, copy
+        # The rows no SDB setting changes: train once, copy (from any earlier candidate, even another process's).
+        first = next((out / folder_name(n) for n in CANDIDATES
+                      if (out / folder_name(n) / "seed0" / "students" / "cnn5" / "Normal.json").exists()), None)
+        if first is not None:
             for shared in SHARED:
                 for suffix in (".json", ".safetensors"):
                     source = first / "seed0" / "students" / "cnn5" / f"{shared}{suffix}"
@@ -101,10 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                         shutil.copy(source, target / source.relative_to(first))
         start = time.time()
         print(f"== {name}: {CANDIDATES[name] or 'the base settings'}", flush=True)
-        results = run_benchmark(args.data, replace(BASE, **CANDIDATES[name]), 1, target, threads=args.threads, progress=False)
+        base = CPU_BASE if args.preset == "cpu" else BASE
+        results = run_benchmark(args.data, replace(base, **CANDIDATES[name]), 1, target, teacher=args.teacher,
+                                threads=args.threads, progress=False)
+        if record.exists():  # another process may have added rows since we started
+            rows = {**{r["candidate"]: r for r in json.loads(record.read_text())}, **rows}
         rows[name] = row(name, CANDIDATES[name], results)
         rows[name]["wall_s"] = round(time.time() - start, 1)
-        first = first or target
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(list(rows.values()), indent=2))
         (out / "search.md").write_text(markdown(list(rows.values())) + "\n")

@@ -19,7 +19,7 @@ from .errors import (
 from .key import Key
 from .proxy import mix
 from .teacher import KeyedTeacher
-from .wrap import SDBSettings
+from .settings import SDBSettings
 
 __version__ = "0.1.0"
 

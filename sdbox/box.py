@@ -32,7 +32,8 @@ from .fastpath import FastPath
 from .checkpoint import CHECKPOINT_NAME
 from .files import atomic_path, write_text
 from .inputs import check_batch_of_one, check_classifier, check_labels, check_trainable, finite_number, first_batch, split_holdout
-from .wrap import SDBSettings, WrapResult, fine_tune, saved_key
+from .settings import SDBSettings
+from .wrap import WrapResult, fine_tune, saved_key
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

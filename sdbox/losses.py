@@ -74,6 +74,32 @@ def confusion_loss(z: torch.Tensor, y: torch.Tensor, omega: float, t_dis: float 
     return omega * F.kl_div(log_p, target, reduction="batchmean") * (t_dis * t_dis)
 
 
+def decoy_target(z_teacher: torch.Tensor, decoy_scores: torch.Tensor, share: float) -> torch.Tensor:
+    """The clean stream's target under the ``decoy`` disturbance (not in the paper): probabilities.
+
+    ``1 − share`` stays on the original model's top-1, so the box answers as the original does;
+    ``share`` is spread over the other classes by ``softmax(2·standardise(decoy_scores))``,
+    scores that are a deterministic function of the image with nothing to do with its class (a
+    random copy T0's logits, or a random map of its pooled pixels). A student that matches these
+    soft labels learns the decoy's ranking of the wrong classes — learnable, so it fits it, and
+    misleading, so it generalises worse than from labels alone (benchmarks/poison_ceiling.py).
+    """
+    top = z_teacher.argmax(dim=1, keepdim=True)
+    is_top = torch.zeros_like(z_teacher, dtype=torch.bool).scatter_(1, top, True)
+    scores = (decoy_scores - decoy_scores.mean(1, keepdim=True)) / (decoy_scores.std(1, keepdim=True) + 1e-6)
+    decoy = F.softmax((2 * scores).masked_fill(is_top, float("-inf")), dim=1)
+    return share * decoy + (1 - share) * is_top.to(decoy.dtype)
+
+
+def decoy_loss(z: torch.Tensor, target: torch.Tensor, omega: float) -> torch.Tensor:
+    """``ω·KL(target ‖ σ(z))`` at T = 1: pull a stream onto :func:`decoy_target`.
+
+    Taken at T = 1 so the decoy is in the sharpest soft labels a student can ask for; higher
+    temperatures only flatten it further. Bounded below (0 at the target), unlike Eq. 7's push.
+    """
+    return omega * F.kl_div(F.log_softmax(z, dim=1), target, reduction="batchmean")
+
+
 def preservation_loss(z_proxy: torch.Tensor, z_teacher: torch.Tensor, t_dis: float = 4.0) -> torch.Tensor:
     """Knowledge preservation, Eq. 9: ``L_main = ‖σ(z̃/T_dis) − σ(z_T(x)/T_dis)‖²``.
 

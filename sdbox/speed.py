@@ -80,7 +80,9 @@ def _measure(model_name: str, batch_size: int, reps: int, device: torch.device, 
     from .distill import distill
     from .key import Key
     from .teacher import KeyedTeacher
-    from .wrap import FrozenModels, SDBSettings, sdb_step
+    from .frozen import FrozenModels
+    from .settings import SDBSettings
+    from .step import sdb_step
 
     settings = SDBSettings()
     shape = (3, 32, 32)

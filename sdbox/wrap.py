@@ -1,220 +1,31 @@
 """The SDB fine-tune: turn a trained classifier T into a box T⊖ (paper Eq. 4).
 
-One training step (:func:`sdb_step`) returns the logits and a dict of every named loss term, so
-each term can be logged and plotted. :func:`fine_tune` runs the epochs, the fidelity guard that
-keeps a user's model useful, checkpoint/resume and the non-finite-loss check.
+:func:`fine_tune` runs the epochs of :func:`~sdbox.step.sdb_step`, the fidelity guard that keeps
+a user's model useful, checkpoint/resume and the non-finite-loss check.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import checkpoint, distributed
 from .errors import CheckpointError, FidelityError, InputError, NonFiniteLossError
 from .evaluate import evaluate
+from .fastpath import FastPath
+from .frozen import FrozenModels, is_channels_last
 from .inputs import batch_of_one_message, check_batch_of_one, check_labels, finite_number, has_batchnorm, length
 from .key import Key
-from .losses import augmentation_loss, classification_loss, confusion_loss, disturbance_loss, kd_loss, preservation_loss
-from .proxy import mix
 from .progress import progress_bar
-from .fastpath import FastPath
-from .restoring import modes_kept, seeded
-
-
-@dataclass
-class SDBSettings:
-    """The method's knobs. Defaults: the paper where it speaks, measurement where it does not.
-
-    ``omega``: the paper and the official code use ω = 1 for a 95%-accurate ResNet-18, Nasty
-    Teacher 0.04; on small CPU-trained teachers both wreck clean accuracy (0.04 took a 66% CNN
-    to 34%). Our default is what `sdbox benchmark --preset cpu` measured to keep fidelity and
-    still protect; the fidelity guard catches the rest. ``eta``: L_aug is unbounded below (see
-    :func:`~sdbox.losses.augmentation_loss`), so it stays small.
-    """
-
-    lam: float = field(default=0.5, metadata={"help": "Key mixing weight λ in x̃ = λx + (1−λ)κ (paper: 0.5)."})
-    t_dis: float = field(default=4.0, metadata={"help": "Temperature of the disturbance and preservation terms (paper: 4 on CIFAR-10)."})
-    # ω = 0.1: the largest ω whose fine-tune passed the fidelity guard in the cpu preset's settings
-    # search (examples/search_cpu_settings.py: resnet8 teacher, λ = 0.9, validation slice); ω ≥ 0.5
-    # was refused. See the search table in the benchmark's report.md.
-    omega: float = field(default=0.1, metadata={"help": "Weight ω of the knowledge-disturbance loss L_dis (Eq. 7)."})
-    eta: float = field(default=1e-3, metadata={"help": "Weight η of the augmentation loss L_aug in L_kp (Eq. 8)."})
-    key_embedding: bool = field(default=True, metadata={"help": "Train the proxy stream x̃ (L_cls on x̃). Off = plain Nasty Teacher."})
-    disturbance: bool = field(default=True, metadata={"help": "Use L_dis on the clean stream. Off = key embedding only (KE)."})
-    preservation: bool = field(default=True, metadata={"help": "Use L_kp = L_main + η·L_aug on the proxy stream."})
-    wrong_keys: float = field(default=0.0, metadata={"help": "Weight of a decoy stream through a fresh wrong key each step, trained like the clean stream (CE + disturbance) so that only κ opens the box (not in the paper)."})
-    disturbance_form: str = field(default="push", metadata={"help": "L_dis's form: 'push' (Eq. 7, −ω·KL away from the original) or 'confuse' (ω·KL toward a target that keeps the top-1 and gives a fixed wrong class `share` of the mass at T_dis; losses.confusion_loss)."})
-    main_loss: str = field(default="mse", metadata={"help": "L_main's form: 'mse' (Eq. 9, squared differences of T_dis probabilities, ~1e-3) or 'kl' (T_dis²·KL, on the scale of L_cls)."})
-
-    def __post_init__(self) -> None:
-        for name in ("lam", "t_dis", "omega", "eta", "wrong_keys"):
-            value = getattr(self, name)
-            if not finite_number(value):
-                raise ValueError(f"Expected `{name}` to be a finite number, but got {value!r}.")
-        if not 0.0 < self.lam < 1.0:
-            raise ValueError(f"Expected `lam` in (0, 1), but got {self.lam}.")
-        if self.t_dis <= 0:
-            raise ValueError(f"Expected `t_dis` > 0, but got {self.t_dis}.")
-        if self.omega < 0 or self.eta < 0 or self.wrong_keys < 0:
-            raise ValueError(f"Expected `omega`, `eta` and `wrong_keys` ≥ 0, but got {self.omega}, {self.eta} and {self.wrong_keys}.")
-        if self.disturbance_form not in ("push", "confuse"):
-            raise ValueError(f"Expected `disturbance_form` 'push' or 'confuse', but got {self.disturbance_form!r}.")
-        if self.main_loss not in ("mse", "kl"):
-            raise ValueError(f"Expected `main_loss` 'mse' or 'kl', but got {self.main_loss!r}.")
-
-
-@dataclass
-class FrozenModels:
-    """The frozen original T and random copy T0: eval mode, no grad, BatchNorm statistics fixed.
-
-    ``original`` and ``random`` are exact copies (checkpoints save them, evaluation reads them).
-    The training step runs them through :meth:`run`, which uses a copy with each eval-mode
-    BatchNorm folded into the convolution before it: the same function (to ~1e-7), and 10–20%
-    faster on CPU, where eval-mode BatchNorm costs as much as a small convolution.
-    """
-
-    original: nn.Module
-    random: nn.Module | None
-    folded: dict[str, nn.Module] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_model(cls, model: nn.Module, with_random: bool, seed: int | None = None) -> "FrozenModels":
-        original = _freeze(copy.deepcopy(model))
-        random = None
-        if with_random:
-            random = copy.deepcopy(model)
-            with seeded(seed) if seed is not None else contextlib.nullcontext():
-                for module in random.modules():
-                    if hasattr(module, "reset_parameters"):
-                        module.reset_parameters()
-            random = _freeze(random)
-        return cls(original, random)
-
-    def run(self, which: str, x: torch.Tensor) -> torch.Tensor:
-        """Forward of ``original`` or ``random`` through its BatchNorm-folded copy (built once)."""
-        if which not in self.folded:
-            self.folded[which] = _fold_batchnorm(getattr(self, which))
-        return self.folded[which](x)
-
-
-def _fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A frozen copy of ``model`` with conv → BatchNorm pairs folded; ``model`` itself if it
-    cannot be traced by torch.fx (dynamic control flow), which is then merely slower."""
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        folded = fuse(model)
-    except Exception:  # any tracing failure: keep the exact, unfolded model
-        return model
-    if _is_channels_last(model):
-        folded.to(memory_format=torch.channels_last)
-    return _freeze(folded)
-
-
-def _is_channels_last(model: nn.Module) -> bool:
-    return any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters())
-
-
-def _freeze(model: nn.Module) -> nn.Module:
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-def sdb_step(
-    model: nn.Module,
-    frozen: FrozenModels,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    key: torch.Tensor | None,
-    settings: SDBSettings,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One forward of L_all = L_cls + L_dis + L_kp (+ L_uniq). Returns (clean logits, {term: value}).
-
-    ``losses["total"]`` is what to backpropagate; the other entries are for logging (kept on
-    device: reading them every step would stall the accelerator).
-    """
-    s = settings
-    need_proxy = s.key_embedding and key is not None
-    x_proxy = mix(x, key, s.lam) if need_proxy else None
-    need_teacher_proxy = need_proxy and s.preservation and s.eta > 0 and frozen.random is not None
-    with torch.inference_mode():
-        # One batched pass of the frozen T over [x; x̃] where L_aug needs T(x̃): exact, since
-        # eval-mode BatchNorm uses fixed statistics.
-        if need_teacher_proxy:
-            both = frozen.run("original", torch.cat([x, x_proxy]))
-            z_teacher, z_teacher_proxy = both[: len(x)], both[len(x) :]
-            z_random_proxy = frozen.run("random", x_proxy)
-        elif s.disturbance or (need_proxy and s.preservation):
-            z_teacher = frozen.run("original", x)
-    # The trainable streams run separately so each keeps its own BatchNorm batch statistics.
-    # Losses are taken in fp32 (``.float()`` is free when the logits already are).
-    z = model(x).float()
-    losses: dict[str, torch.Tensor] = {}
-    if need_proxy:
-        z_proxy = model(x_proxy).float()
-        losses["cls"] = classification_loss(z, z_proxy, y)
-    else:
-        z_proxy = None
-        losses["cls"] = F.cross_entropy(z, y)
-    def disturb(z_stream: torch.Tensor) -> torch.Tensor:
-        if s.disturbance_form == "confuse":
-            return confusion_loss(z_stream, y, s.omega, s.t_dis)
-        return disturbance_loss(z_stream, z_proxy, z_teacher.float().clone(), s.omega, s.t_dis)
-
-    if s.disturbance and s.omega > 0:
-        losses["dis"] = disturb(z)
-    if need_proxy and s.preservation:
-        main = kd_loss if s.main_loss == "kl" else preservation_loss
-        losses["kp_main"] = main(z_proxy, z_teacher.float().clone(), s.t_dis)
-        if need_teacher_proxy:
-            losses["kp_aug"] = augmentation_loss(z_proxy, z_teacher_proxy.float().clone(), z_random_proxy.float().clone())
-    if need_proxy and s.wrong_keys > 0:
-        # A wrong key's stream must look like the clean stream: right top-1, disturbed tail.
-        z_wrong = model(mix(x, decoy_key(key), s.lam)).float()
-        losses["wrong"] = F.cross_entropy(z_wrong, y)
-        if s.disturbance and s.omega > 0:
-            losses["wrong"] = losses["wrong"] + disturb(z_wrong)
-    total = (losses["cls"] + losses.get("dis", 0.0) + losses.get("kp_main", 0.0)
-             + s.eta * losses.get("kp_aug", 0.0) + s.wrong_keys * losses.get("wrong", 0.0))
-    losses["total"] = total
-    return z, losses
-
-
-def decoy_key(key: torch.Tensor) -> torch.Tensor:
-    """A wrong key from the real key's family: its values shuffled within each channel.
-
-    For a tiled key (see ``Key.generate(tile=)``) the shuffle happens inside one tile, which is
-    then repeated: the decoy is a fresh key of the same family. Fresh every step, so the box
-    learns to reject the *family* of keys an attacker would draw, not one decoy; same
-    per-channel values, so it cannot be told apart by its histogram.
-    """
-    c, h, w = key.shape
-    th, tw = _period(key, 1), _period(key, 2)
-    flat = key[:, :th, :tw].reshape(c, -1)
-    order = torch.argsort(torch.rand(flat.shape, device=key.device), dim=1)
-    return flat.gather(1, order).view(c, th, tw).repeat(1, h // th, w // tw)
-
-
-def _period(key: torch.Tensor, dim: int) -> int:
-    """The smallest period of ``key`` along ``dim`` that divides its size (the size itself if none)."""
-    n = key.shape[dim]
-    return next(p for p in range(1, n + 1) if n % p == 0 and torch.equal(key, key.roll(p, dims=dim)))
-
-
-# --------------------------------------------------------------------------------------------
-# The loop
+from .restoring import modes_kept
+from .settings import SDBSettings
+from .step import sdb_step
 
 
 _NONFINITE_FIXES = {
@@ -293,7 +104,7 @@ def fine_tune(
     if not finite_number(lr) or lr <= 0:
         raise ValueError(f"Expected `lr` to be a finite number > 0, but got {lr!r}.")
     fast = (fast or FastPath()).resolve(device)
-    came_channels_last = _is_channels_last(model)
+    came_channels_last = is_channels_last(model)
     progress = progress and distributed.is_main_process()
     distributed.broadcast_tensors(model.state_dict().values(), device)  # one starting point, so one identity and one T for all ranks
     ckpt = checkpoint.checkpoint_path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -305,7 +116,7 @@ def fine_tune(
         check_batch_of_one(loader, model)
     with fast.running_on(device), modes_kept(model):
         fast.prepare(model.to(device))
-        frozen = FrozenModels.from_model(model, with_random=settings.preservation and settings.eta > 0)
+        frozen = FrozenModels.from_model(model, with_random=settings.needs_random_copy)
         if frozen.random is not None:
             distributed.broadcast_tensors(frozen.random.state_dict().values(), device)
         try:
@@ -438,7 +249,7 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` in DistributedDataParallel under torch.distributed, else ``model`` itself.
 
     Only the trainable model: the frozen T and T0 take no gradients, so DDP would only add
-    syncs. :func:`sdb_step` calls the DDP module once per stream (clean, proxy, decoy) before one
+    syncs. :func:`sdb_step` calls the DDP module once per stream (clean, proxy, wrong key) before one
     backward, rather than one forward over the concatenated streams, because each stream must
     keep its own BatchNorm batch statistics. That is correct without ``static_graph``: every
     stream uses every parameter, and autograd sums a parameter's gradients from all streams

@@ -162,3 +162,35 @@ def test_confusion_loss_has_its_minimum_at_the_confusing_target():
     confident[torch.arange(3), y] = 20.0  # the original's kind of output: one peak
     assert confusion_loss(confident, y, omega=0.3) > 1.0  # is pulled toward the confusion
     assert confusion_loss(confident, y, omega=0.6) == pytest.approx(2 * confusion_loss(confident, y, omega=0.3).item())
+
+
+def test_decoy_target_keeps_the_originals_top1_and_moves_share_onto_the_random_copys_ranking(logits):
+    from sdbox.losses import decoy_target
+
+    z_teacher, z_random = logits[0].float(), logits[1].float()
+    target = decoy_target(z_teacher, z_random, share=0.4)
+    torch.testing.assert_close(target.sum(1), torch.ones(len(target)))
+    top = z_teacher.argmax(1)
+    torch.testing.assert_close(target[torch.arange(len(top)), top], torch.full((len(top),), 0.6))
+    assert (target.argmax(1) == top).all()  # the box would answer as the original does
+    # Off the top-1, the mass is ordered as T0 orders those classes — not as the original does.
+    for row, t in enumerate(top.tolist()):
+        others = [c for c in range(z_teacher.shape[1]) if c != t]
+        by_target = sorted(others, key=lambda c: -target[row, c].item())
+        by_random = sorted(others, key=lambda c: -z_random[row, c].item())
+        assert by_target == by_random
+    # T0's scale does not matter (its logits are standardised per image), its ranking does.
+    torch.testing.assert_close(decoy_target(z_teacher, 10 * z_random + 3, share=0.4), target)
+
+
+def test_decoy_loss_is_zero_at_its_target_and_scales_with_omega(logits):
+    from sdbox.losses import decoy_loss, decoy_target
+
+    target = decoy_target(logits[0].float(), logits[1].float(), share=0.5)
+    at_target = target.log().requires_grad_(True)
+    loss = decoy_loss(at_target, target, omega=2.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0, abs=1e-5) and at_target.grad.abs().max() < 1e-5
+    original = logits[0].float()
+    assert decoy_loss(original, target, omega=1.0) > 0.1
+    assert decoy_loss(original, target, omega=2.0).item() == pytest.approx(2 * decoy_loss(original, target, omega=1.0).item())

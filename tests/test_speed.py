@@ -12,7 +12,9 @@ from sdbox.benchmark.models import create
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD, TensorImageDataset, TensorLoader
 from sdbox.fastpath import FastPath
 from sdbox.speed import main
-from sdbox.wrap import FrozenModels, SDBSettings, sdb_step
+from sdbox.frozen import FrozenModels
+from sdbox.settings import SDBSettings
+from sdbox.step import sdb_step
 
 
 def test_fast_path_gives_the_plain_losses():

@@ -16,8 +16,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from sdbox import CheckpointError, FidelityError, InputError, Key, NonFiniteLossError, SafeBox, SDBSettings
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 from sdbox.evaluate import evaluate
-from sdbox.losses import augmentation_loss, classification_loss, disturbance_loss, kd_loss, preservation_loss
-from sdbox.wrap import FrozenModels, decoy_key, sdb_step
+from sdbox.losses import augmentation_loss, classification_loss, decoy_loss, decoy_target, disturbance_loss, kd_loss, preservation_loss
+from sdbox.frozen import FrozenModels, PixelDecoy
+from sdbox.step import sdb_step, wrong_key
 
 NORM = dict(mean=CIFAR10_MEAN, std=CIFAR10_STD)
 ALL_TERMS = {"cls", "dis", "kp_main", "kp_aug", "total"}
@@ -408,23 +409,23 @@ def test_float_labels_and_bad_images(pretrained, train_ds):
 
 
 # --------------------------------------------------------------------------------- uniqueness
-def test_decoy_key_is_a_per_channel_shuffle_of_the_key(key):
-    decoy = decoy_key(key.tensor)
-    assert decoy.shape == key.tensor.shape
+def test_wrong_key_is_a_per_channel_shuffle_of_the_key(key):
+    wrong = wrong_key(key.tensor)
+    assert wrong.shape == key.tensor.shape
     for c in range(key.tensor.shape[0]):  # same values in each channel, so the same statistics
-        torch.testing.assert_close(decoy[c].flatten().sort().values, key.tensor[c].flatten().sort().values)
-    assert (decoy != key.tensor).float().mean() > 0.9  # but not the key
-    assert not torch.equal(decoy_key(key.tensor), decoy)  # and fresh every call
+        torch.testing.assert_close(wrong[c].flatten().sort().values, key.tensor[c].flatten().sort().values)
+    assert (wrong != key.tensor).float().mean() > 0.9  # but not the key
+    assert not torch.equal(wrong_key(key.tensor), wrong)  # and fresh every call
 
 
-def test_decoy_of_a_tiled_key_is_a_fresh_tile_of_the_same_family():
+def test_wrong_key_of_a_tiled_key_is_a_fresh_tile_of_the_same_family():
     key = Key.generate((3, 32, 32), 0.5, CIFAR10_MEAN, CIFAR10_STD, tile=4)
-    decoy = decoy_key(key.tensor)
-    torch.testing.assert_close(decoy, decoy.roll(4, dims=1))  # still periodic with the key's tile
-    torch.testing.assert_close(decoy, decoy.roll(4, dims=2))
+    wrong = wrong_key(key.tensor)
+    torch.testing.assert_close(wrong, wrong.roll(4, dims=1))  # still periodic with the key's tile
+    torch.testing.assert_close(wrong, wrong.roll(4, dims=2))
     for c in range(3):  # its tile holds the key tile's values, shuffled
-        torch.testing.assert_close(decoy[c, :4, :4].flatten().sort().values, key.tensor[c, :4, :4].flatten().sort().values)
-    assert not torch.equal(decoy, key.tensor)
+        torch.testing.assert_close(wrong[c, :4, :4].flatten().sort().values, key.tensor[c, :4, :4].flatten().sort().values)
+    assert not torch.equal(wrong, key.tensor)
 
 
 def test_wrong_keys_off_by_default():
@@ -446,7 +447,7 @@ def test_wrong_key_stream_is_trained_like_the_clean_stream(pretrained, batch, ke
     with torch.no_grad():
         reference(x)
         z_proxy = reference(0.5 * x + 0.5 * key.tensor)
-        z_wrong = reference(0.5 * x + 0.5 * decoy_key(key.tensor))
+        z_wrong = reference(0.5 * x + 0.5 * wrong_key(key.tensor))
         z_teacher = frozen.original(x)
     expected = F.cross_entropy(z_wrong, y) + disturbance_loss(z_wrong, z_proxy, z_teacher, 0.3, 4.0)
     torch.testing.assert_close(losses["wrong"].detach(), expected, rtol=1e-4, atol=1e-4)
@@ -469,6 +470,53 @@ def test_main_loss_kl_is_the_kd_loss_on_the_proxy_stream(pretrained, batch, key)
         SDBSettings(main_loss="l1")
     with pytest.raises(ValueError, match="wrong_keys"):
         SDBSettings(wrong_keys=-1.0)
+
+
+@pytest.mark.parametrize("source", ["random_copy", "pixels"])
+def test_decoy_disturbance_pulls_the_clean_and_wrong_key_streams_onto_one_decoy_target(pretrained, batch, key, source):
+    x, y = batch
+    settings = SDBSettings(disturbance_form="decoy", decoy_source=source, omega=2.0, decoy_share=0.6, eta=0.0, wrong_keys=1.0)
+    # T0 on x ranks a random-copy decoy even though L_aug is off; the pixel decoy needs no T0.
+    assert settings.needs_random_copy is (source == "random_copy")
+    frozen = FrozenModels.from_model(pretrained, with_random=True, seed=0)
+    model = copy.deepcopy(pretrained).train()
+    torch.manual_seed(7)
+    _, losses = sdb_step(model, frozen, x, y, key.tensor, settings)
+    torch.manual_seed(7)
+    reference = copy.deepcopy(pretrained).train()
+    with torch.no_grad():
+        z = reference(x)
+        reference(0.5 * x + 0.5 * key.tensor)
+        z_wrong = reference(0.5 * x + 0.5 * wrong_key(key.tensor))
+        scores = frozen.random(x) if source == "random_copy" else PixelDecoy(key.tensor, 10)(x)
+        target = decoy_target(frozen.original(x), scores, 0.6)
+    torch.testing.assert_close(losses["dis"].detach(), decoy_loss(z, target, 2.0), rtol=1e-4, atol=1e-5)
+    expected_wrong = F.cross_entropy(z_wrong, y) + decoy_loss(z_wrong, target, 2.0)
+    torch.testing.assert_close(losses["wrong"].detach(), expected_wrong, rtol=1e-4, atol=1e-4)
+    # Plain Nasty Teacher with a random-copy decoy still gets its T0.
+    nasty = SDBSettings(disturbance_form="decoy", decoy_source="random_copy", key_embedding=False, preservation=False)
+    assert nasty.needs_random_copy and not SDBSettings(key_embedding=False, preservation=False).needs_random_copy
+    _, losses = sdb_step(copy.deepcopy(pretrained).train(), FrozenModels.from_model(pretrained, with_random=True), x, y, None, nasty)
+    assert set(losses) == {"cls", "dis", "total"}
+
+
+def test_the_pixel_decoy_is_the_keys_own_and_ranks_by_the_pooled_image(key):
+    same, other = PixelDecoy(key.tensor, 10), PixelDecoy(Key.generate((3, 32, 32), 0.5, CIFAR10_MEAN, CIFAR10_STD).tensor, 10)
+    torch.testing.assert_close(PixelDecoy(key.tensor.clone(), 10).weight, same.weight)  # a resume rebuilds it
+    assert not torch.allclose(same.weight, other.weight)  # another key, another map
+    x = torch.randn(4, 3, 32, 32)
+    smooth = torch.nn.functional.interpolate(torch.nn.functional.adaptive_avg_pool2d(x, 4), size=32, mode="nearest")
+    torch.testing.assert_close(same(x), same(smooth))  # only the 4×4 pooled image matters
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0, float("nan")])
+def test_decoy_share_outside_its_range_is_named(share):
+    with pytest.raises(ValueError, match="`decoy_share` in \\[0, 1\\)"):
+        SDBSettings(decoy_share=share)
+    with pytest.raises(ValueError, match="'push', 'confuse' or 'decoy'"):
+        SDBSettings(disturbance_form="poison")
+    with pytest.raises(ValueError, match="`decoy_source` 'pixels' or 'random_copy'"):
+        SDBSettings(decoy_source="noise")
 
 
 # ------------------------------------------------------------------ folded frozen forwards

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..wrap import SDBSettings
+from ..settings import SDBSettings
 
 METHODS = ("Normal", "Nasty", "KE", "Nasty+KE", "SDB")
 
@@ -68,6 +68,8 @@ class Preset:
     wrong_keys: float = 0.0
     main_loss: str = "mse"
     disturbance_form: str = "push"
+    decoy_share: float = 0.5
+    decoy_source: str = "pixels"
     key_tile: int | None = None  # Key.generate(tile=): the owner's key and every random key of the run
     methods: tuple[str, ...] = METHODS
     key_rows: tuple[str, ...] | None = None  # methods whose students are also distilled through x̃ (None: all)
@@ -91,7 +93,8 @@ class Preset:
 
     def sdb_settings(self) -> SDBSettings:
         return SDBSettings(lam=self.lam, t_dis=self.t_dis, omega=self.omega, eta=self.eta, wrong_keys=self.wrong_keys,
-                           main_loss=self.main_loss, disturbance_form=self.disturbance_form)
+                           main_loss=self.main_loss, disturbance_form=self.disturbance_form,
+                           decoy_share=self.decoy_share, decoy_source=self.decoy_source)
 
     def student_methods(self, student: str) -> tuple[str, ...]:
         if student == self.students[0] or self.second_student_methods is None:
