@@ -49,8 +49,12 @@ CANDIDATES: dict[str, dict] = {
     "decoy, ω 1": {"disturbance_form": "decoy", "omega": 1.0, "main_loss": "kl", "wrong_keys": 1.0, "decoy_source": "random_copy"},
     "decoy, ω 1, 8 epochs": {"disturbance_form": "decoy", "omega": 1.0, "main_loss": "kl", "wrong_keys": 1.0, "decoy_source": "random_copy",
                              "wrap_epochs": 8},
-    "pixel decoy, ω 1": {"disturbance_form": "decoy", "omega": 1.0, "main_loss": "kl", "wrong_keys": 1.0},
-    "pixel decoy, ω 2": {"disturbance_form": "decoy", "omega": 2.0, "main_loss": "kl", "wrong_keys": 1.0},
+    # Key-less diagnostics: can the box learn the decoy at all without a key stream to conflict with?
+    "no key stream, decoy, guard off": {"disturbance_form": "decoy", "omega": 1.0, "decoy_source": "random_copy",
+                                        "methods": ("Normal", "Nasty"), "key_rows": (), "max_accuracy_drop": 100.0,
+                                        "random_keys": 0, "temperatures": ()},
+    "pixel decoy, ω 1": {"disturbance_form": "decoy", "decoy_source": "pixels", "omega": 1.0, "main_loss": "kl", "wrong_keys": 1.0},
+    "pixel decoy, ω 2": {"disturbance_form": "decoy", "decoy_source": "pixels", "omega": 2.0, "main_loss": "kl", "wrong_keys": 1.0},
     "decoy, ω 1, with Nasty row": {"disturbance_form": "decoy", "decoy_source": "random_copy", "omega": 1.0, "main_loss": "kl", "wrong_keys": 1.0,
                                    "methods": ("Normal", "Nasty", "SDB"), "key_rows": ("SDB",)},
     "decoy, ω 1, lr 0.005, 5 epochs": {"disturbance_form": "decoy", "decoy_source": "random_copy", "omega": 1.0, "main_loss": "kl", "wrong_keys": 1.0,
@@ -68,9 +72,11 @@ def folder_name(name: str) -> str:
 
 
 def row(name: str, changes: dict, results: dict) -> dict:
+    """One table row; a candidate without an SDB box (a key-less diagnostic) reports its Nasty box."""
     seed = results["seeds"]["0"]
-    sdb = results["boxes"].get("SDB", {})
-    keyed = seed["methods"]["SDB"].get("cnn5", {})
+    box = "SDB" if "SDB" in results["boxes"] else "Nasty"
+    sdb = results["boxes"].get(box, {})
+    keyed = seed["methods"][box].get("cnn5", {})
     return {"candidate": name, "changes": changes, "teacher": results["teacher"]["acc"], "box_clean": sdb.get("clean_acc"),
             "box_keyed": sdb.get("keyed_acc"), "scratch": seed["scratch"]["cnn5"], "normal": seed["methods"]["Normal"]["cnn5"]["no_key"],
             "no_key": keyed.get("no_key"), "key": keyed.get("key"), "random_keys": seed["random_key_attack"],
@@ -87,8 +93,9 @@ def markdown(rows: list[dict]) -> str:
             lines.append(f"| {r['candidate']} | refused by the guard | {f(r['scratch'])} | {f(r['normal'])} | – | – | – | {r['wall_s']:.0f} |")
             continue
         randoms = " / ".join(f"{v - r['scratch']:+.2f}" for v in r["random_keys"])
+        key = "–" if r["key"] is None else f"{r['key'] - r['normal']:+.2f}"
         lines.append(f"| {r['candidate']} | {f(r['box_clean'])} / {f(r['box_keyed'])} | {f(r['scratch'])} | {f(r['normal'])} | "
-                     f"{r['no_key'] - r['scratch']:+.2f} | {r['key'] - r['normal']:+.2f} | {randoms} | {r['wall_s']:.0f} |")
+                     f"{r['no_key'] - r['scratch']:+.2f} | {key} | {randoms or '–'} | {r['wall_s']:.0f} |")
     return "\n".join(lines)
 
 

@@ -91,13 +91,20 @@ def decoy_target(z_teacher: torch.Tensor, decoy_scores: torch.Tensor, share: flo
     return share * decoy + (1 - share) * is_top.to(decoy.dtype)
 
 
-def decoy_loss(z: torch.Tensor, target: torch.Tensor, omega: float) -> torch.Tensor:
-    """``ω·KL(target ‖ σ(z))`` at T = 1: pull a stream onto :func:`decoy_target`.
+def decoy_loss(z: torch.Tensor, target: torch.Tensor, omega: float, t_dis: float = 4.0) -> torch.Tensor:
+    """``ω·[KL(target ‖ σ(z)) + T_dis²·KL(target_T ‖ σ(z/T_dis))]``: pull a stream onto :func:`decoy_target`.
 
-    Taken at T = 1 so the decoy is in the sharpest soft labels a student can ask for; higher
-    temperatures only flatten it further. Bounded below (0 at the target), unlike Eq. 7's push.
+    ``target_T`` is the target's own softening, ``softmax(log(target)/T_dis)``. The T = 1 term
+    puts the decoy in the sharpest soft labels a student can ask for; the T_dis term makes the
+    box follow it in the small probabilities too, which T = 1 barely weighs and a student at
+    T_dis reads (without it a box kept the original's ranking of its tail: docs/benchmark.md).
+    Bounded below (0 at the target), unlike Eq. 7's push.
     """
-    return omega * F.kl_div(F.log_softmax(z, dim=1), target, reduction="batchmean")
+    log_target = target.clamp_min(1e-8).log()
+    sharp = F.kl_div(F.log_softmax(z, dim=1), log_target, reduction="batchmean", log_target=True)
+    soft = F.kl_div(F.log_softmax(z / t_dis, dim=1), F.log_softmax(log_target / t_dis, dim=1), reduction="batchmean",
+                    log_target=True)
+    return omega * (sharp + t_dis * t_dis * soft)
 
 
 def preservation_loss(z_proxy: torch.Tensor, z_teacher: torch.Tensor, t_dis: float = 4.0) -> torch.Tensor:

@@ -13,25 +13,23 @@ class SDBSettings:
 
     ``omega``: the paper and the official code use ω = 1 for a 95%-accurate ResNet-18, Nasty
     Teacher 0.04; on small CPU-trained teachers both wreck clean accuracy (0.04 took a 66% CNN
-    to 34%). Our default is what `sdbox benchmark --preset cpu` measured to keep fidelity and
-    still protect; the fidelity guard catches the rest. ``eta``: L_aug is unbounded below (see
-    :func:`~sdbox.losses.augmentation_loss`), so it stays small.
+    to 34%). Our default ω = 0.1 is the largest the first wave's CPU settings search could use
+    without the fidelity guard refusing the box (ω ≥ 0.5 was refused); it keeps fidelity, and no
+    setting measured so far protects at CPU scale (docs/benchmark.md, "Making the box hold").
+    ``eta``: L_aug is unbounded below (see :func:`~sdbox.losses.augmentation_loss`), so it stays small.
     """
 
     lam: float = field(default=0.5, metadata={"help": "Key mixing weight λ in x̃ = λx + (1−λ)κ (paper: 0.5)."})
     t_dis: float = field(default=4.0, metadata={"help": "Temperature of the disturbance and preservation terms (paper: 4 on CIFAR-10)."})
-    # ω = 0.1: the largest ω whose fine-tune passed the fidelity guard in the cpu preset's settings
-    # search (examples/search_cpu_settings.py: resnet8 teacher, λ = 0.9, validation slice); ω ≥ 0.5
-    # was refused. See the search table in the benchmark's report.md.
     omega: float = field(default=0.1, metadata={"help": "Weight ω of the knowledge-disturbance loss L_dis (Eq. 7)."})
     eta: float = field(default=1e-3, metadata={"help": "Weight η of the augmentation loss L_aug in L_kp (Eq. 8)."})
     key_embedding: bool = field(default=True, metadata={"help": "Train the proxy stream x̃ (L_cls on x̃). Off = plain Nasty Teacher."})
     disturbance: bool = field(default=True, metadata={"help": "Use L_dis on the clean stream. Off = key embedding only (KE)."})
     preservation: bool = field(default=True, metadata={"help": "Use L_kp = L_main + η·L_aug on the proxy stream."})
     wrong_keys: float = field(default=0.0, metadata={"help": "Weight of a stream through a fresh wrong key each step, trained like the clean stream (CE + disturbance) so that only κ opens the box (not in the paper)."})
-    disturbance_form: str = field(default="push", metadata={"help": "L_dis's form: 'push' (Eq. 7, −ω·KL away from the original), 'confuse' (ω·KL toward a target that keeps the top-1 and gives a fixed wrong class `share` of the mass at T_dis; losses.confusion_loss) or 'decoy' (ω·KL at T = 1 toward the original's top-1 plus `decoy_share` spread by the random copy T0; losses.decoy_target)."})
+    disturbance_form: str = field(default="push", metadata={"help": "L_dis's form: 'push' (Eq. 7, −ω·KL away from the original), 'confuse' (ω·KL toward a target that keeps the top-1 and gives a fixed wrong class `share` of the mass at T_dis; losses.confusion_loss) or 'decoy' (ω·KL at T = 1 and T_dis toward the original's top-1 plus `decoy_share` ranked by `decoy_source`; losses.decoy_target)."})
     decoy_share: float = field(default=0.5, metadata={"help": "With disturbance_form='decoy': the probability the clean stream's target moves off the top-1 onto the decoy's ranking of the other classes."})
-    decoy_source: str = field(default="pixels", metadata={"help": "What ranks the decoy's classes: 'pixels' (a secret random linear map of the image pooled to 4×4, derived from the key; wrap.PixelDecoy) or 'random_copy' (the random copy T0's logits)."})
+    decoy_source: str = field(default="random_copy", metadata={"help": "What ranks the decoy's classes: 'random_copy' (the random copy T0's logits) or 'pixels' (a secret random linear map of the image pooled to 4×4, derived from the key; frozen.PixelDecoy)."})
     main_loss: str = field(default="mse", metadata={"help": "L_main's form: 'mse' (Eq. 9, squared differences of T_dis probabilities, ~1e-3) or 'kl' (T_dis²·KL, on the scale of L_cls)."})
 
     def __post_init__(self) -> None:

@@ -59,7 +59,7 @@ def sdb_step(
         if s.disturbance_form == "confuse":
             return confusion_loss(z_stream, y, s.omega, s.t_dis)
         if s.disturbance_form == "decoy":
-            return decoy_loss(z_stream, target.clone(), s.omega)
+            return decoy_loss(z_stream, target.clone(), s.omega, s.t_dis)
         return disturbance_loss(z_stream, z_proxy, z_teacher.float().clone(), s.omega, s.t_dis)
 
     if s.disturbance and s.omega > 0:

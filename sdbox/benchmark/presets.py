@@ -69,7 +69,7 @@ class Preset:
     main_loss: str = "mse"
     disturbance_form: str = "push"
     decoy_share: float = 0.5
-    decoy_source: str = "pixels"
+    decoy_source: str = "random_copy"
     key_tile: int | None = None  # Key.generate(tile=): the owner's key and every random key of the run
     methods: tuple[str, ...] = METHODS
     key_rows: tuple[str, ...] | None = None  # methods whose students are also distilled through x̃ (None: all)
