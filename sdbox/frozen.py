@@ -26,6 +26,7 @@ class FrozenModels:
     The training step runs them through :meth:`run`, which uses a copy with each eval-mode
     BatchNorm folded into the convolution before it: the same function (to ~1e-7), and 10–20%
     faster on CPU, where eval-mode BatchNorm costs as much as a small convolution.
+    ``pixel_decoy`` is built from the key on first use (:meth:`decoy_scores`).
     """
 
     original: nn.Module
@@ -52,11 +53,12 @@ class FrozenModels:
             self.folded[which] = fold_batchnorm(getattr(self, which))
         return self.folded[which](x)
 
-
-    def decoy_scores(self, x: torch.Tensor, key: torch.Tensor, source: str) -> torch.Tensor:
+    def decoy_scores(self, x: torch.Tensor, key: torch.Tensor | None, source: str) -> torch.Tensor:
         """The scores that rank the decoy's classes on x: T0's logits, or the key's :class:`PixelDecoy`."""
         if source == "random_copy":
             return self.run("random", x)
+        if key is None:
+            raise ValueError("The pixel decoy is drawn from the key: pass `key` (or use decoy_source='random_copy').")
         if self.pixel_decoy is None:
             num_classes = self.run("original", x[:1]).shape[1]
             self.pixel_decoy = PixelDecoy(key, num_classes).to(x.device)

@@ -25,7 +25,7 @@ def sdb_step(
     key: torch.Tensor | None,
     settings: SDBSettings,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One forward of L_all = L_cls + L_dis + L_kp (+ L_uniq). Returns (clean logits, {term: value}).
+    """One forward of L_all = L_cls + L_dis + L_kp (+ the wrong-key stream). Returns (clean logits, {term: value}).
 
     ``losses["total"]`` is what to backpropagate; the other entries are for logging (kept on
     device: reading them every step would stall the accelerator).
@@ -55,6 +55,7 @@ def sdb_step(
     else:
         z_proxy = None
         losses["cls"] = F.cross_entropy(z, y)
+
     def disturb(z_stream: torch.Tensor) -> torch.Tensor:
         if s.disturbance_form == "confuse":
             return confusion_loss(z_stream, y, s.omega, s.t_dis)

@@ -507,6 +507,10 @@ def test_the_pixel_decoy_is_the_keys_own_and_ranks_by_the_pooled_image(key):
     x = torch.randn(4, 3, 32, 32)
     smooth = torch.nn.functional.interpolate(torch.nn.functional.adaptive_avg_pool2d(x, 4), size=32, mode="nearest")
     torch.testing.assert_close(same(x), same(smooth))  # only the 4×4 pooled image matters
+    frozen = FrozenModels.from_model(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)), with_random=False)
+    assert frozen.decoy_scores(x, key.tensor, "pixels").shape == (4, 10)  # built on first use, sized by the model's classes
+    with pytest.raises(ValueError, match="drawn from the key"):
+        FrozenModels.from_model(nn.Linear(3, 10), with_random=False).decoy_scores(x, None, "pixels")
 
 
 @pytest.mark.parametrize("share", [-0.1, 1.0, float("nan")])
