@@ -23,14 +23,7 @@ from sdbox.benchmark.cli import default_data
 from sdbox.benchmark.runner import load_data
 from sdbox.benchmark.teachers import load_teacher
 from sdbox.benchmark.tensordata import batches
-
-
-def tail_rank_correlation(a: torch.Tensor, b: torch.Tensor, top: torch.Tensor) -> float:
-    """Mean Spearman correlation between two logit rows, over the classes other than ``top``."""
-    keep = torch.ones_like(a, dtype=torch.bool).scatter_(1, top[:, None], False)
-    ranks = [t[keep].view(len(t), -1).argsort(1).argsort(1).float() for t in (a, b)]
-    ra, rb = (r - r.mean(1, keepdim=True) for r in ranks)
-    return ((ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))).mean().item()
+from sdbox.evaluate import tail_rank_correlation
 
 
 def kl(box: torch.Tensor, original: torch.Tensor, T: float) -> float:
@@ -55,7 +48,7 @@ def main() -> None:
     print(f"images: {len(x)} validation")
     print(f"top-1 agreement with the original: {(z_box.argmax(1) == top).float().mean().item():.3f}")
     print(f"mean top-1 probability (T=1): original {p_top(z_original):.3f}, box {p_top(z_box):.3f}")
-    print(f"tail rank correlation with the original: {tail_rank_correlation(z_box, z_original, top):.3f}")
+    print(f"tail rank correlation with the original: {tail_rank_correlation(z_box, z_original):.3f}")
     print(f"KL(original ‖ box): T=1 {kl(z_box, z_original, 1.0):.3f}, T=4 {kl(z_box, z_original, 4.0):.3f}")
 
 

@@ -57,3 +57,19 @@ def evaluate(
     if per_image:
         result["correct"] = "".join("1" if h else "0" for h in torch.cat(hits).tolist())
     return result
+
+
+def tail_rank_correlation(logits: torch.Tensor, reference: torch.Tensor) -> float:
+    """How far ``logits`` rank the *other* classes as ``reference`` does: mean Spearman correlation
+    over images, leaving out each image's top-1 under ``reference``.
+
+    Protection lives in that tail — it is what a student distils beyond the label — so 1 means a
+    box passes the reference's dark knowledge on intact and 0 means none of its ranking is left.
+    """
+    if logits.shape != reference.shape or logits.dim() != 2 or logits.shape[1] < 3:
+        raise ValueError(f"Expected two (N, C ≥ 3) logit tensors of one shape, but got {tuple(logits.shape)} and {tuple(reference.shape)}.")
+    top = reference.argmax(1, keepdim=True)
+    keep = torch.ones_like(reference, dtype=torch.bool).scatter_(1, top, False)
+    ranks = [t[keep].view(len(t), -1).argsort(1).argsort(1).float() for t in (logits, reference)]
+    a, b = (r - r.mean(1, keepdim=True) for r in ranks)
+    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).mean().item()
