@@ -33,7 +33,7 @@ def _common(parser: argparse.ArgumentParser, out: str) -> None:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("benchmark", help="Measure what a box protects: the SDB paper's CIFAR-10 tables, with paired intervals.")
     bench.add_argument("--preset", choices=sorted(p for p in PRESETS if p != "demo"), default="cpu",
-                       help="cpu: data-limited, ~35 min on 2 idle cores the first time; paper: ResNet-18, full data, 200 epochs (GPU).")
+                       help="cpu: data-limited, ~45 min on 2 CPU cores with --teacher (measured), ~80 min when it trains the teacher first; paper: ResNet-18, full data, 200 epochs (GPU).")
     bench.add_argument("--seeds", type=int, default=3, help="Student seeds (≥ 3 for intervals worth reading).")
     _common(bench, "runs/benchmark")
     bench.set_defaults(run=run_benchmark_cli)
