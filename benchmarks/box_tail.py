@@ -24,10 +24,7 @@ from sdbox.benchmark.runner import load_data
 from sdbox.benchmark.teachers import load_teacher
 from sdbox.benchmark.tensordata import batches
 from sdbox.evaluate import tail_rank_correlation
-
-
-def kl(box: torch.Tensor, original: torch.Tensor, T: float) -> float:
-    return (F.kl_div(F.log_softmax(box / T, 1), F.log_softmax(original / T, 1), log_target=True, reduction="batchmean") * T * T).item()
+from sdbox.losses import kd_loss
 
 
 @torch.inference_mode()
@@ -49,7 +46,7 @@ def main() -> None:
     print(f"top-1 agreement with the original: {(z_box.argmax(1) == top).float().mean().item():.3f}")
     print(f"mean top-1 probability (T=1): original {p_top(z_original):.3f}, box {p_top(z_box):.3f}")
     print(f"tail rank correlation with the original: {tail_rank_correlation(z_box, z_original):.3f}")
-    print(f"KL(original ‖ box): T=1 {kl(z_box, z_original, 1.0):.3f}, T=4 {kl(z_box, z_original, 4.0):.3f}")
+    print(f"KL(original ‖ box): T=1 {kd_loss(z_box, z_original, 1.0).item():.3f}, T=4 {kd_loss(z_box, z_original, 4.0).item():.3f}")
 
 
 if __name__ == "__main__":

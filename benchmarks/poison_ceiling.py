@@ -16,7 +16,6 @@ Targets (``m``: the top class's probability at T = 1; the decoy gets 1 − m):
 - ``decoy_random``: the decoy spread by a frozen random network T0's own (standardised) logits over
   the 9 wrong classes — a deterministic, learnable, class-unrelated function of the image.
 - ``decoy_inverted``: the decoy on the classes the teacher finds *least* likely.
-- ``decoy_permuted``: the decoy on one fixed wrong class per predicted class.
 - ``decoy_pixels``: the decoy spread by a fixed random linear map of the 4×4-pooled image — as
   class-unrelated as T0's, and far easier for a box to compute.
 """
@@ -40,34 +39,18 @@ from sdbox.benchmark.teachers import load_teacher
 from sdbox.benchmark.tensordata import batches
 from sdbox.distill import distill
 from sdbox.evaluate import evaluate
+from sdbox.losses import decoy_target
 
 
-def standardise(z: torch.Tensor) -> torch.Tensor:
-    return (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True) + 1e-6)
-
-
-def target(kind: str, m: float, z_teacher: torch.Tensor, z_random: torch.Tensor, perm: torch.Tensor,
-           z_pixels: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits whose softmax is ``m`` on the teacher's top-1 and ``1 − m`` on a decoy over the rest."""
+def target(kind: str, m: float, z_teacher: torch.Tensor, z_random: torch.Tensor, z_pixels: torch.Tensor) -> torch.Tensor:
+    """Logits whose softmax is ``m`` on the teacher's top-1 and ``1 − m`` on a decoy over the rest:
+    :func:`sdbox.losses.decoy_target`, the very target the ``decoy`` disturbance trains a box toward."""
     if kind == "normal":
         return z_teacher
     if kind == "shrunk":
         return z_teacher / 8
-    top = z_teacher.argmax(1, keepdim=True)
-    mask = torch.zeros_like(z_teacher, dtype=torch.bool).scatter_(1, top, True)
-    if kind == "decoy_random":
-        scores = standardise(z_random) * 2
-    elif kind == "decoy_pixels":
-        scores = standardise(z_pixels) * 2
-    elif kind == "decoy_inverted":
-        scores = -standardise(z_teacher) * 2
-    elif kind == "decoy_permuted":
-        scores = torch.full_like(z_teacher, -20.0).scatter_(1, perm[top], 0.0)
-    else:
-        raise ValueError(kind)
-    decoy = F.softmax(scores.masked_fill(mask, -float("inf")), dim=1)
-    p = (1 - m) * decoy + m * mask.float()
-    return torch.log(p.clamp_min(1e-8))
+    scores = {"decoy_random": z_random, "decoy_pixels": z_pixels, "decoy_inverted": -z_teacher}[kind]
+    return decoy_target(z_teacher, scores, share=1 - m).clamp_min(1e-8).log()
 
 
 def main() -> None:
@@ -87,8 +70,7 @@ def main() -> None:
     random_net = models.create(p.teacher).eval()
     projection = torch.randn(48, 10)
     pixel_scores = lambda x: F.adaptive_avg_pool2d(x, 4).flatten(1) @ projection  # noqa: E731
-    perm = torch.tensor([(c + 1 + c % 3) % 10 for c in range(10)])
-    candidates = ["scratch", "normal", "shrunk"] + [f"decoy_{k}_{m}" for k in ("random", "inverted", "permuted", "pixels") for m in (0.5, 0.7)]
+    candidates = ["scratch", "normal", "shrunk"] + [f"decoy_{k}_{m}" for k in ("random", "inverted", "pixels") for m in (0.5, 0.7)]
     if args.only:
         candidates = [c for c in candidates if c in args.only]
     out = Path(args.out)
@@ -106,7 +88,7 @@ def main() -> None:
 
                 @torch.inference_mode()
                 def source(x: torch.Tensor, kind=kind, m=m) -> torch.Tensor:
-                    return target(kind, m, teacher(x), random_net(x), perm, pixel_scores(x))
+                    return target(kind, m, teacher(x), random_net(x), pixel_scores(x))
 
                 torch.manual_seed(seed)
                 student = models.create("cnn5")

@@ -80,8 +80,7 @@ def row(name: str, changes: dict, results: dict) -> dict:
     return {"candidate": name, "changes": changes, "teacher": results["teacher"]["acc"], "box_clean": sdb.get("clean_acc"),
             "box_keyed": sdb.get("keyed_acc"), "scratch": seed["scratch"]["cnn5"], "normal": seed["methods"]["Normal"]["cnn5"]["no_key"],
             "no_key": keyed.get("no_key"), "key": keyed.get("key"), "random_keys": seed["random_key_attack"],
-            "error": sdb.get("error"), "wall_s": results["wall_time_s"],
-            "nasty_no_key": seed["methods"].get("Nasty", {}).get("cnn5", {}).get("no_key")}
+            "error": sdb.get("error"), "wall_s": results["wall_time_s"]}
 
 
 def markdown(rows: list[dict]) -> str:
