@@ -7,9 +7,11 @@ mixin copies those into config.json), never an attribute the bundle reads, never
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -42,10 +44,15 @@ CARD_NAME = "README.md"
 # hidden files (the atomic writer's temporary files).
 KEY_FILE_PATTERNS = ["*.key", "*.key.*", f"*{CHECKPOINT_NAME}", ".*", "*/.*"]
 MAX_CONFIG_BYTES = 16 << 20  # a config with a full protection report is a few kB
+# The smallest wrap that protected in our measurements (demo regime, issue 18: 12 epochs over
+# all 49,000 training images at lr 0.05; 2 and 6 epochs did not).
+PROTECTING_EPOCHS = 12
 
 
 class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"]):
     """A classifier whose soft labels only teach through its key. ``box(x)`` predicts as usual."""
+
+    holds_classifier = True  # keyed normalisation states are named relative to ``self.model``
 
     def __init__(self, model: nn.Module, box_config: BoxConfig):
         super().__init__()
@@ -86,13 +93,13 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         *,
         val_loader: Iterable | None = None,
         key: Key | None = None,
-        epochs: int = 10,
-        lr: float = 0.01,
-        lam: float = 0.5,
-        omega: float = SDBSettings.omega,
-        eta: float = SDBSettings.eta,
-        t_dis: float = 4.0,
-        max_accuracy_drop: float = 1.0,
+        epochs: int = 12,
+        lr: float = 0.05,
+        lam: float | None = None,
+        omega: float | None = None,
+        eta: float | None = None,
+        t_dis: float | None = None,
+        max_accuracy_drop: float = 3.0,
         device: str | torch.device | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         keep_checkpoint: bool = False,
@@ -117,7 +124,14 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         the dataset's ``classes`` or ``weights.meta["categories"]``. ``model_args`` are the
         constructor arguments that rebuild the model (timm records its own; give them for a
         custom model so ``from_pretrained(path, model_class=Cls)`` can build ``Cls(**model_args)``).
-        ``settings`` overrides lam/omega/eta/t_dis and switches terms off for ablations.
+        ``settings`` (an :class:`~sdbox.settings.SDBSettings`) holds every method option; ``lam``,
+        ``omega``, ``eta`` and ``t_dis`` override its fields when given.
+
+        **Protection needs a budget.** The defaults (12 epochs at lr 0.05 over the owner's whole
+        training set, a 3-point fidelity guard) are the first budget whose boxes protected in our
+        measurements: the same recipe over 2–6 epochs left students without the key as good as
+        or better than scratch (docs/benchmark.md, "Budget"). Fewer epochs warn. The wrap costs
+        about three forward-backward passes of the model per image per epoch.
         ``fast`` (a :class:`~sdbox.fastpath.FastPath`) sets bf16 autocast, channels_last and
         torch.compile; by default the first two are on for CUDA and everything is off on CPU.
 
@@ -128,7 +142,15 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         the original model, so it is deleted once the wrap succeeds unless ``keep_checkpoint``
         (``box.wrap_result.kept_checkpoint`` says where it stays).
         """
-        settings = settings or SDBSettings(lam=lam, t_dis=t_dis, omega=omega, eta=eta)
+        overrides = {k: v for k, v in (("lam", lam), ("t_dis", t_dis), ("omega", omega), ("eta", eta)) if v is not None}
+        if key is not None and "lam" not in overrides and settings is None:
+            overrides["lam"] = key.lam  # a given key brings its own λ
+        settings = dataclasses.replace(settings or SDBSettings(), **overrides)
+        if epochs is not None and isinstance(epochs, int) and epochs < PROTECTING_EPOCHS and settings.disturbance:
+            warnings.warn(
+                f"Wrapping for {epochs} epochs: in our measurements wraps of fewer than {PROTECTING_EPOCHS} epochs over the "
+                "owner's whole training set did not protect (students without the key learnt as well as from scratch or "
+                f"better; docs/benchmark.md, 'Budget'). Pass epochs={PROTECTING_EPOCHS} or more to protect.", stacklevel=2)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
@@ -151,7 +173,8 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         def new_key() -> Key:
             # resuming an interrupted wrap: same key; else a fresh one (only rank 0 draws under torchrun)
             saved = saved_key(checkpoint_dir) if checkpoint_dir is not None else None
-            return saved if saved is not None else Key.generate(input_size, settings.lam, norm.mean, norm.std)
+            tile = settings.key_tile if settings.key_tile and input_size[1] % settings.key_tile == 0 and input_size[2] % settings.key_tile == 0 else None
+            return saved if saved is not None else Key.generate(input_size, settings.lam, norm.mean, norm.std, tile=tile)
 
         key = distributed.broadcast_key(key, new_key, device)
         if key.shape != input_size:
@@ -169,6 +192,7 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
             key_fingerprint=key.fingerprint, model_library=library, normalization_source=norm.source,
             interpolation=pipeline.interpolation, crop_pct=pipeline.crop_pct, crop_mode=pipeline.crop_mode, label_names=names,
             **model_description(model, library, num_classes, norm, pipeline, input_size, names, model_args),
+            keyed_norm=result.keyed_norm is not None,
             lam=settings.lam, t_dis=settings.t_dis, omega=settings.omega if settings.disturbance else 0.0,
             eta=settings.eta if settings.preservation else 0.0,
             fidelity={
@@ -181,7 +205,7 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         config.validate("the wrapped model's description")
         box = cls(model, config)
         box.training = model.training  # the box's own flag only: the model keeps each submodule's mode
-        box._key = key
+        box._key = key.with_norm(result.keyed_norm)  # what opens this box: κ, λ and the keyed normalisation
         box.wrap_result = result
         return box
 
@@ -199,7 +223,7 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         if key is not None:
             if key.fingerprint != self.box_config.key_fingerprint:
                 raise WrongKeyError("This key does not open this box: pass the key file saved when the box was wrapped.")
-            result["keyed_acc"] = evaluate(self, loader, key=key.tensor, lam=key.lam, device=device)["acc"]
+            result["keyed_acc"] = evaluate(self, loader, key=key, device=device)["acc"]
         if original is not None:
             result["original_acc"] = evaluate(original.to(device), loader, device=device)["acc"]
         result["images"] = clean["images"]

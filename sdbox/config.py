@@ -35,6 +35,7 @@ class BoxConfig:
     t_dis: float = field(default=4.0, metadata={"help": "Temperature the box was disturbed at."})
     omega: float = field(default=0.0, metadata={"help": "Disturbance weight ω used in the fine-tune."})
     eta: float = field(default=0.0, metadata={"help": "Augmentation weight η used in the fine-tune."})
+    keyed_norm: bool = field(default=False, metadata={"help": "The keyed stream has its own normalisation state, carried by the key file (sdbox.keyed_norm)."})
     fidelity: dict[str, float] = field(default_factory=dict, metadata={"help": "Measured clean/keyed accuracy before and after wrapping."})
     report: dict[str, Any] | None = field(default=None, metadata={"help": "Measured protection report, when one was run."})
     weights_sha256: str | None = field(default=None, metadata={"help": "SHA-256 of model.safetensors, to detect a damaged file."})
@@ -87,6 +88,7 @@ class BoxConfig:
                 "eta": self.eta,
                 "key_fingerprint": self.key_fingerprint,
                 "key_shape": list(self.input_size),
+                "keyed_norm": self.keyed_norm,
                 "fidelity": self.fidelity,
                 "report": self.report,
                 "weights_sha256": self.weights_sha256,
@@ -158,6 +160,7 @@ class BoxConfig:
         _check(self.model_library in ("timm", "torchvision", "custom"), source, "model_library", "timm, torchvision or custom", self.model_library)
         _check(isinstance(self.normalization_source, str) and len(self.normalization_source) <= 200, source, "normalization_source",
                "a short string", self.normalization_source)
+        _check(isinstance(self.keyed_norm, bool), source, "keyed_norm", "true or false", self.keyed_norm)
         _check(isinstance(self.fidelity, dict) and all(isinstance(k, str) and finite_number(v) for k, v in self.fidelity.items()),
                source, "fidelity", "a map of names to finite numbers", self.fidelity)
         _check(self.report is None or isinstance(self.report, dict), source, "report", "an object or null", self.report)

@@ -132,6 +132,16 @@ def all_reduce_sum(values: torch.Tensor, device: torch.device) -> torch.Tensor:
     return summed.to(values.device, values.dtype)
 
 
+def average_gradients(parameters: Iterable[torch.Tensor], device: torch.device) -> None:
+    """Average the gradients of parameters DistributedDataParallel does not hold (the keyed
+    normalisation state) over ranks, in place; a no-op in a single process."""
+    if not is_distributed():
+        return
+    for parameter in parameters:
+        if parameter.grad is not None:
+            parameter.grad.copy_(all_reduce_sum(parameter.grad, device) / world_size())
+
+
 def all_reduce_evaluation(result: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """One rank's :func:`~sdbox.evaluate.evaluate` figures on its shard → the figures over all shards.
 

@@ -7,6 +7,10 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
+import contextlib
+
+from . import keyed_norm
+from .key import Key
 from .losses import kd_loss
 from .proxy import mix
 from .restoring import eval_mode
@@ -17,14 +21,19 @@ def evaluate(
     model: nn.Module,
     loader: Iterable,
     *,
-    key: torch.Tensor | None = None,
-    lam: float = 0.5,
+    key: Key | torch.Tensor | None = None,
+    lam: float | None = None,
     reference: nn.Module | None = None,
     t_dis: float = 4.0,
     device: torch.device | str = "cpu",
     per_image: bool = False,
+    norm: keyed_norm.NormState | None = None,
 ) -> dict[str, Any]:
-    """Top-1 accuracy of ``model`` on ``loader`` (on x̃ when a key tensor is given), and the image count.
+    """Top-1 accuracy of ``model`` on ``loader`` (on x̃ when a key is given), and the image count.
+
+    A :class:`~sdbox.key.Key` brings its λ and its keyed normalisation state; ``norm`` overrides
+    the latter (the wrap evaluates its live state). A bare key tensor (κ alone, as an attacker's
+    guess is) needs ``lam`` and runs with the model's own normalisation.
 
     With ``reference`` (the original model), also the mean ``L_kd`` at ``t_dis`` between the
     reference's and the model's clean soft labels: how far the box has moved its soft labels
@@ -32,12 +41,20 @@ def evaluate(
     ``per_image=True`` adds ``correct``, a "0"/"1" string in loader order: two models scored on
     the same images can then be compared image by image (a paired difference).
     """
+    if isinstance(key, Key):
+        lam, norm = key.lam, key.norm if norm is None else norm
+        key = key.tensor
     if key is not None:
+        if lam is None:
+            raise ValueError("Expected `lam` with a bare key tensor: pass the Key itself (it carries λ) or `lam=`.")
         key = key.to(device)
+    if norm is not None:
+        keyed_norm.check_state(norm, keyed_norm.root(model))
+        norm = {name: t.to(device) for name, t in norm.items()}
     correct = torch.zeros((), device=device)
     divergence = torch.zeros((), device=device)
     seen, hits = 0, []
-    with eval_mode(model):
+    with eval_mode(model), keyed_norm.applied(keyed_norm.root(model), norm) if norm is not None else contextlib.nullcontext():
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             inputs = mix(x, key, lam) if key is not None else x

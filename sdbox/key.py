@@ -1,10 +1,13 @@
-"""The secret: a random key image κ and its mixing weight λ.
+"""The secret: a random key image κ, its mixing weight λ, and the keyed normalisation state.
 
 κ is drawn from the operating system's secure random source (``os.urandom``), never from a
 seeded generator: a key that anyone can re-create by re-running a script protects nothing (the
 official SDB code draws its key under ``np.random.seed(0)``). It is uniform noise in pixel space
 [0, 1], mapped into the model's input space with the model's own mean/std, so that
 ``mix(x, κ, λ)`` works on the normalised tensors the model already eats.
+
+A wrap adds the keyed normalisation state (:mod:`sdbox.keyed_norm`) that only the keyed stream
+reads: it is as secret as κ, so it travels in the key file and never in the public bundle.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import numbers
 import os
 import re
 import struct
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,14 +36,24 @@ from .files import write_bytes
 KEY_FORMAT = "sdbox-key"
 # Files that make a folder a bundle (box.py's CONFIG_NAME and WEIGHTS_NAME): no key goes beside them.
 BUNDLE_MARKERS = ("config.json", "model.safetensors")
-KEY_FORMAT_VERSION = 1
+# 2: the file may carry keyed normalisation tensors ("norm/<module>.<tensor>") beside "key".
+KEY_FORMAT_VERSION = 2
+NORM_PREFIX = "norm/"
+# The fingerprint covers κ, λ and the shape only, under the tag of format 1, so boxes wrapped
+# by any sdbox keep recognising their keys.
+_FINGERPRINT_TAG = b"sdbox-key/v1"
 # Bounds on an input (C, H, W), hence on a key: generous for image classifiers (multispectral
 # channels, 2048-pixel sides), small enough that a hostile file cannot make sdbox allocate
 # gigabytes. A bundle's input_size obeys the same bounds.
 MAX_CHANNELS = 64
 MAX_SIDE = 2048
-_MAX_KEY_HEADER_BYTES = 1 << 16
-_MAX_KEY_FILE_BYTES = 8 + _MAX_KEY_HEADER_BYTES + 4 * MAX_CHANNELS * MAX_SIDE * MAX_SIDE
+# Keyed normalisation: a ResNet-152 has ~0.4 M normalisation values and a ViT-L ~0.2 M; the
+# bounds leave room for far larger models while a hostile file stays small.
+MAX_NORM_TENSORS = 4096
+MAX_NORM_VALUES = 1 << 24
+_MAX_KEY_HEADER_BYTES = 1 << 20
+_MAX_KEY_FILE_BYTES = 8 + _MAX_KEY_HEADER_BYTES + 4 * MAX_CHANNELS * MAX_SIDE * MAX_SIDE + 4 * MAX_NORM_VALUES
+_NORM_NAME = re.compile(r"[A-Za-z0-9_.]{1,300}")
 
 
 def _check_lam(lam: float) -> float:
@@ -50,10 +64,14 @@ def _check_lam(lam: float) -> float:
 
 @dataclass(frozen=True, eq=False)
 class Key:
-    """A key κ of shape (C, H, W) in the model's input space, with its mixing weight λ."""
+    """A key κ of shape (C, H, W) in the model's input space, its mixing weight λ and, once a
+    wrap has trained it, the keyed normalisation state ``norm`` (None before, or for a model
+    without normalisation layers). ``norm`` is not part of the fingerprint: it is what the wrap
+    learns for this κ, checked by its own digest in the key file."""
 
     tensor: torch.Tensor
     lam: float = 0.5
+    norm: Mapping[str, torch.Tensor] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.tensor, torch.Tensor) or self.tensor.dim() != 3:
@@ -74,6 +92,18 @@ class Key:
             )
         object.__setattr__(self, "tensor", tensor)
         object.__setattr__(self, "lam", _check_lam(self.lam))
+        if self.norm is not None:
+            object.__setattr__(self, "norm", _checked_norm(self.norm) or None)
+
+    def with_norm(self, norm: Mapping[str, torch.Tensor] | None) -> "Key":
+        """The same key (same κ, λ and fingerprint) carrying the keyed normalisation ``norm``."""
+        return Key(self.tensor, self.lam, norm)
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """The proxy input x̃ = λx + (1−λ)κ for a batch ``x`` (see :func:`sdbox.proxy.mix`)."""
+        from .proxy import mix
+
+        return mix(x, self.tensor.to(x.device, x.dtype), self.lam)
 
     @classmethod
     def generate(
@@ -114,7 +144,7 @@ class Key:
         SHA-256 over ~3 KiB+ of OS randomness, which is not feasible.
         """
         h = hashlib.sha256()
-        h.update(f"{KEY_FORMAT}/v{KEY_FORMAT_VERSION}".encode())
+        h.update(_FINGERPRINT_TAG)
         h.update(struct.pack("<d", self.lam))
         h.update(json.dumps(list(self.shape)).encode())
         h.update(self.tensor.numpy().tobytes())
@@ -144,6 +174,10 @@ class Key:
             "space": "model_input",  # normalised with the model's mean/std, not raw pixels
             "fingerprint": self.fingerprint,
         }
+        tensors = {"key": self.tensor}
+        if self.norm is not None:
+            tensors.update({NORM_PREFIX + name: t for name, t in self.norm.items()})
+            metadata["norm_sha256"] = _norm_digest(self.norm)
         refusal = (
             f"Refusing to overwrite the key file {path}: pass `overwrite=True` if you really "
             "mean to replace it (the old key stops opening boxes wrapped with it)."
@@ -151,7 +185,7 @@ class Key:
         if os.path.lexists(path) and not overwrite:
             raise FileExistsError(refusal)
         try:
-            return write_bytes(path, st_save({"key": self.tensor}, metadata=metadata), secret=True, overwrite=overwrite)
+            return write_bytes(path, st_save(tensors, metadata=metadata), secret=True, overwrite=overwrite)
         except FileExistsError:  # it appeared while we wrote
             raise FileExistsError(refusal) from None
 
@@ -170,7 +204,7 @@ class Key:
         if path.stat().st_size > _MAX_KEY_FILE_BYTES:
             raise KeyFileError(f"{path} is {path.stat().st_size} bytes, larger than any sdbox key: it is not a key file. {damaged}")
         raw = path.read_bytes()
-        metadata, tensor = _parse_key_file(raw, path, damaged)
+        metadata, tensor, norm = _parse_key_file(raw, path, damaged)
         version = metadata.get("format_version", "")
         if not re.fullmatch(r"[0-9]{1,6}", version) or int(version) < 1:
             raise KeyFileError(f"{path}: expected an integer key `format_version` ≥ 1, but got {version!r:.40}. {damaged}")
@@ -180,13 +214,19 @@ class Key:
                 f"({KEY_FORMAT_VERSION}): upgrade sdbox."
             )
         try:
-            key = cls(tensor, float(metadata["lam"]))
+            key = cls(tensor, float(metadata["lam"]), norm or None)
         except (KeyError, ValueError) as e:
             raise KeyFileError(f"{path} has a damaged key header or values ({e}): {damaged}") from None
-        if metadata.get("fingerprint") != key.fingerprint:
+        if metadata.get("fingerprint") != key.fingerprint or (norm and metadata.get("norm_sha256") != _norm_digest(norm)):
             raise KeyFileError(
                 f"{path} fails its integrity check (its bytes do not match its stored fingerprint): "
                 "the file was altered; restore it from your backup."
+            )
+        if int(version) < 2:
+            warnings.warn(
+                f"{path} is a key file of format {int(version)} (sdbox 0.1): it carries no keyed normalisation, so it opens "
+                "only boxes wrapped by sdbox 0.1. Boxes wrapped since need the key file their own wrap wrote.",
+                stacklevel=2,
             )
         return key
 
@@ -222,7 +262,7 @@ def find_key_files(folder: str | os.PathLike, max_files: int = 10_000) -> list[P
     return found
 
 
-def _parse_key_file(raw: bytes, path: Path, fix: str) -> tuple[dict[str, str], torch.Tensor]:
+def _parse_key_file(raw: bytes, path: Path, fix: str) -> tuple[dict[str, str], torch.Tensor, dict[str, torch.Tensor]]:
     """The metadata and the one tensor of a key file, with the safetensors header checked first,
     so that no declared size is trusted before it is compared with the file's real length."""
 
@@ -245,8 +285,11 @@ def _parse_key_file(raw: bytes, path: Path, fix: str) -> tuple[dict[str, str], t
         raise refuse("its metadata is not a map of strings")
     if metadata.get("format") != KEY_FORMAT:
         raise KeyFileError(f"{path} is a safetensors file but not an sdbox key: pass the file `Key.save` wrote.")
-    if set(header) != {"key"} or not isinstance(header["key"], dict):
-        raise refuse(f"expected exactly one tensor named `key`, but found {sorted(map(str, header))[:5]}")
+    norm_names = [name for name in header if isinstance(name, str) and name.startswith(NORM_PREFIX)]
+    if "key" not in header or set(header) != {"key", *norm_names} or not all(isinstance(v, dict) for v in header.values()):
+        raise refuse(f"expected one tensor named `key` (and `{NORM_PREFIX}…` tensors), but found {sorted(map(str, header))[:5]}")
+    if len(norm_names) > MAX_NORM_TENSORS:
+        raise refuse(f"{len(norm_names)} keyed normalisation tensors, more than any model has ({MAX_NORM_TENSORS})")
     info = header["key"]
     shape = info.get("shape")
     if info.get("dtype") != "F32":
@@ -254,13 +297,40 @@ def _parse_key_file(raw: bytes, path: Path, fix: str) -> tuple[dict[str, str], t
     if not _is_key_shape(shape):
         raise refuse(f"expected a shape (C, H, W) with C ≤ {MAX_CHANNELS} and H, W ≤ {MAX_SIDE}, but got {str(shape)[:40]}")
     nbytes = 4 * math.prod(shape)
-    if info.get("data_offsets") != [0, nbytes] or len(raw) != 8 + header_len + nbytes:
-        raise refuse(f"a {shape} float32 key takes {nbytes} bytes, but the file holds {len(raw) - 8 - header_len}")
+    for name in norm_names:
+        norm_info, norm_shape = header[name], header[name].get("shape")
+        if not _NORM_NAME.fullmatch(name[len(NORM_PREFIX):]) or norm_info.get("dtype") != "F32" or not (
+                isinstance(norm_shape, list) and len(norm_shape) >= 1 and all(type(s) is int and s > 0 for s in norm_shape)):
+            raise refuse(f"the keyed normalisation tensor {name[:60]!r} is not a named float32 tensor")
+        nbytes += 4 * math.prod(norm_shape)
+    if nbytes > 4 * (MAX_CHANNELS * MAX_SIDE * MAX_SIDE + MAX_NORM_VALUES) or len(raw) != 8 + header_len + nbytes:
+        raise refuse(f"its tensors take {nbytes} bytes, but the file holds {len(raw) - 8 - header_len}")
+    if not norm_names and info.get("data_offsets") != [0, nbytes]:
+        raise refuse(f"a {shape} float32 key takes {nbytes} bytes at offset 0")
     try:
-        tensor = st_load(raw)["key"]
+        tensors = st_load(raw)  # checks every tensor's offsets against the buffer
     except (SafetensorError, ValueError) as e:
         raise refuse(str(e)[:200]) from None
-    return metadata, tensor
+    return metadata, tensors["key"], {name[len(NORM_PREFIX):]: tensors[name] for name in norm_names}
+
+
+def _checked_norm(norm: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A detached float32 CPU copy of a keyed normalisation state, refused if not finite."""
+    if not isinstance(norm, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in norm.items()):
+        raise ValueError("Expected the keyed normalisation `norm` as a map of names to tensors (what a wrap produces).")
+    checked = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in norm.items()}
+    bad = [name for name, t in checked.items() if not torch.isfinite(t).all()]
+    if bad:
+        raise ValueError(f"Expected finite keyed normalisation values, but {bad[0]} holds NaN or infinite values: restore the key file from your backup.")
+    return checked
+
+
+def _norm_digest(norm: Mapping[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(norm):
+        h.update(name.encode() + b"\0" + json.dumps(list(norm[name].shape)).encode())
+        h.update(norm[name].numpy().tobytes())
+    return h.hexdigest()
 
 
 def _is_key_shape(shape: object) -> bool:

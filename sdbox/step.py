@@ -6,10 +6,13 @@ plotted; :func:`wrong_key` draws the wrong keys the uniqueness stream reads.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import keyed_norm
 from .frozen import FrozenModels
 from .losses import (augmentation_loss, classification_loss, confusion_loss, decoy_loss, decoy_target, disturbance_loss, kd_loss,
                      preservation_loss)
@@ -24,11 +27,14 @@ def sdb_step(
     y: torch.Tensor,
     key: torch.Tensor | None,
     settings: SDBSettings,
+    norm_state: keyed_norm.NormState | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One forward of L_all = L_cls + L_dis + L_kp (+ the wrong-key stream). Returns (clean logits, {term: value}).
 
-    ``losses["total"]`` is what to backpropagate; the other entries are for logging (kept on
-    device: reading them every step would stall the accelerator).
+    ``norm_state``: the keyed normalisation state (:mod:`sdbox.keyed_norm`) the proxy stream
+    runs with; the clean and wrong-key streams keep the model's own, which is what the public
+    and any attacker holding a fresh key read. ``losses["total"]`` is what to backpropagate; the
+    other entries are for logging (kept on device: reading them every step would stall the accelerator).
     """
     s = settings
     need_proxy = s.key_embedding and key is not None
@@ -50,7 +56,9 @@ def sdb_step(
     z = model(x).float()
     losses: dict[str, torch.Tensor] = {}
     if need_proxy:
-        z_proxy = model(x_proxy).float()
+        inner = getattr(model, "module", model)  # the model itself under DistributedDataParallel
+        with keyed_norm.applied(inner, norm_state) if norm_state is not None else contextlib.nullcontext():
+            z_proxy = model(x_proxy).float()
         losses["cls"] = classification_loss(z, z_proxy, y)
     else:
         z_proxy = None

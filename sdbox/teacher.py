@@ -14,12 +14,14 @@ trained or wrapped.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import keyed_norm
 from .box import SafeBox
 from .preprocessing import Normalization
 from .errors import InputError, WrongKeyError
@@ -54,6 +56,13 @@ class KeyedTeacher(nn.Module):
                 f"This key (fingerprint {key.fingerprint[:12]}…) does not open this box (which expects "
                 f"{config.key_fingerprint[:12]}…): use the key file saved when the box was wrapped."
             )
+        if config.keyed_norm and key.norm is None:
+            raise WrongKeyError(
+                "This box was wrapped with keyed normalisation, but this key file carries none (a key saved before the wrap "
+                "finished, or by sdbox 0.1): use the key file written after the wrap (`box.key.save(...)`, `sdbox wrap --key-out`)."
+            )
+        if key.norm is not None:
+            keyed_norm.check_state(key.norm, box.model)
         if check_inputs not in (True, False, "always"):
             raise ValueError(f"Expected `check_inputs` True, False or 'always', but got {check_inputs!r}.")
         super().__init__()
@@ -61,6 +70,8 @@ class KeyedTeacher(nn.Module):
         self.lam = key.lam
         device = box.device
         self.register_buffer("key", key.tensor.to(device), persistent=False)  # moves with .to(); never in state_dict
+        # The keyed normalisation, swapped into the box for each call; moved to the inputs' device on use.
+        self._norm = dict(key.norm) if key.norm is not None else None
         self.check_inputs = check_inputs
         lo, hi = Normalization(config.mean, config.std, "config").bounds()
         self.register_buffer("_lo", (lo - range_margin).view(1, -1, 1, 1).to(device), persistent=False)
@@ -108,8 +119,16 @@ class KeyedTeacher(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Raw logits of the box on the keyed input x̃."""
         x = self._validate(x)
-        with eval_mode(self.box):
+        with eval_mode(self.box), self._opened():
             return self.box(mix(x, self.key, self.lam))
+
+    def _opened(self):
+        """The box's normalisation layers read the key's keyed state (a no-op for a key without one)."""
+        if self._norm is None:
+            return contextlib.nullcontext()
+        if next(iter(self._norm.values())).device != self.device:
+            self._norm = {name: t.to(self.device) for name, t in self._norm.items()}
+        return keyed_norm.applied(self.box.model, self._norm)
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
         """The keyed logits (``return_features`` is timm's teacher signature; features are not offered)."""

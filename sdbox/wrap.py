@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, keyed_norm
 from .errors import CheckpointError, FidelityError, InputError, NonFiniteLossError
 from .evaluate import evaluate
 from .fastpath import FastPath
@@ -48,6 +48,8 @@ class WrapResult:
 
     ``kept_checkpoint``: the checkpoint file left on disk (it holds the key and the original
     model: guard it like the key file), or None when there was none or it was deleted.
+    ``keyed_norm``: the chosen epoch's keyed normalisation state (secret: it goes into the key,
+    never into ``to_dict``), or None when the wrap trained none.
     """
 
     clean_acc_before: float
@@ -58,9 +60,11 @@ class WrapResult:
     epochs: list[dict[str, float]]
     curves: list[dict[str, float]]
     kept_checkpoint: str | None = None
+    keyed_norm: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The public figures (JSON-ready); never the keyed normalisation state."""
+        return {k: v for k, v in asdict(self).items() if k != "keyed_norm"}
 
 
 def fine_tune(
@@ -119,8 +123,14 @@ def fine_tune(
         frozen = FrozenModels.from_model(model, with_random=settings.needs_random_copy)
         if frozen.random is not None:
             distributed.broadcast_tensors(frozen.random.state_dict().values(), device)
+        # The keyed stream's own normalisation, starting as a copy of the model's (after the frozen
+        # copies, which must not carry it).
+        keyed = (keyed_norm.TrainableNormState(model).to(device)
+                 if settings.keyed_norm and settings.key_embedding and keyed_norm.has_norm_layers(model) else None)
+        if keyed is not None:
+            distributed.broadcast_tensors(keyed.state().values(), device)
         try:
-            state = _train(model, frozen, loader, val_loader, key, settings, num_classes=num_classes, epochs=epochs, lr=lr,
+            state = _train(model, frozen, keyed, loader, val_loader, key, settings, num_classes=num_classes, epochs=epochs, lr=lr,
                            max_accuracy_drop=max_accuracy_drop, device=device, ckpt=ckpt, identity=identity,
                            progress=progress, log_every=log_every, fast=fast)
             model.load_state_dict(state.best_weights)
@@ -147,6 +157,7 @@ def fine_tune(
         epochs=state.epochs,
         curves=state.curves,
         kept_checkpoint=kept,
+        keyed_norm=state.best_norm,
     )
 
 
@@ -159,10 +170,11 @@ class _TrainState:
     curves: list[dict[str, float]]
     best_weights: dict[str, torch.Tensor] | None
     clean_acc_before: float = float("nan")
+    best_norm: dict[str, torch.Tensor] | None = None
 
 
 def _train(
-    model: nn.Module, frozen: FrozenModels, loader: Iterable, val_loader: Iterable, key: Key, settings: SDBSettings, *,
+    model: nn.Module, frozen: FrozenModels, keyed: keyed_norm.TrainableNormState | None, loader: Iterable, val_loader: Iterable, key: Key, settings: SDBSettings, *,
     num_classes: int, epochs: int, lr: float, max_accuracy_drop: float, device: torch.device, ckpt: Path | None,
     identity: dict[str, Any], progress: bool, log_every: int, fast: FastPath,
 ) -> _TrainState:
@@ -170,7 +182,9 @@ def _train(
     fast.compiled(model)  # after the frozen copies: they run under inference_mode, uncompiled
     trainable = _data_parallel(model, device)
     key_tensor = key.tensor.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    params = [*model.parameters(), *(keyed.parameters() if keyed is not None else ())]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
+    norm_state = keyed.state() if keyed is not None else None
     steps_per_epoch = length(loader)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * (steps_per_epoch or 1))
     state = _TrainState(epoch=0, best_epoch=-1, best_score=-math.inf, epochs=[], curves=[], best_weights=None)
@@ -178,7 +192,7 @@ def _train(
 
     payload = _read_checkpoint(ckpt) if ckpt is not None else None
     if payload is not None:
-        _resume(ckpt, payload, model, frozen, optimizer, scheduler, state, key, identity, steps_per_epoch or 1, epochs)
+        _resume(ckpt, payload, model, frozen, keyed, optimizer, scheduler, state, key, identity, steps_per_epoch or 1, epochs)
     else:
         base = _evaluate(frozen.original, val_loader, device=device)
         state.clean_acc_before = base["acc"]
@@ -195,9 +209,11 @@ def _train(
             check_labels(y, num_classes)
             x, y = fast.inputs(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             with fast.autocast(device):
-                _, losses = sdb_step(trainable, frozen, x, y, key_tensor, settings)
+                _, losses = sdb_step(trainable, frozen, x, y, key_tensor, settings, norm_state)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
+            if keyed is not None:
+                distributed.average_gradients(keyed.parameters(), device)  # DDP reduces the model's only
             optimizer.step()
             if steps_per_epoch is not None:
                 scheduler.step()
@@ -214,21 +230,24 @@ def _train(
             scheduler.step()
         means = _read_means(sums, steps, device)
         distributed.broadcast_tensors(model.buffers(), device)  # one set of BatchNorm statistics to evaluate and keep
+        if keyed is not None:
+            distributed.broadcast_tensors(keyed.buffers(), device)
         clean = _evaluate(model, val_loader, reference=frozen.original, t_dis=settings.t_dis, device=device)
-        keyed = _evaluate(model, val_loader, key=key_tensor, lam=settings.lam, device=device)
+        opened = _evaluate(model, val_loader, key=key_tensor, lam=settings.lam, norm=norm_state, device=device)
         record = {"epoch": epoch + 1, **{f"loss_{k}": v for k, v in means.items()},
-                  "clean_acc": clean["acc"], "keyed_acc": keyed["acc"], "divergence": clean["divergence"]}
+                  "clean_acc": clean["acc"], "keyed_acc": opened["acc"], "divergence": clean["divergence"]}
         state.epochs.append(record)
         floor = state.clean_acc_before - max_accuracy_drop
         # Without a key stream (plain Nasty Teacher) nobody reads x̃: only clean accuracy is guarded.
-        keyed_ok = keyed["acc"] >= floor or not settings.key_embedding
+        keyed_ok = opened["acc"] >= floor or not settings.key_embedding
         if clean["acc"] >= floor and keyed_ok and clean["divergence"] > state.best_score:
             state.best_epoch, state.best_score = epoch + 1, clean["divergence"]
             state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            state.best_norm = keyed.snapshot() if keyed is not None else None
         state.epoch = epoch + 1
         if ckpt is not None:
             if distributed.is_main_process():
-                _save_checkpoint(ckpt, model, frozen, optimizer, scheduler, state, key, identity)
+                _save_checkpoint(ckpt, model, frozen, keyed, optimizer, scheduler, state, key, identity)
             distributed.barrier()  # no rank runs ahead of a checkpoint that a relaunch would resume from
 
     if state.best_weights is None:
@@ -289,9 +308,10 @@ def _read_means(sums: dict[str, torch.Tensor], steps: int, device: torch.device)
     return means
 
 
-def _save_checkpoint(path: Path, model, frozen, optimizer, scheduler, state: _TrainState, key: Key, identity: dict[str, Any]) -> None:
+def _save_checkpoint(path: Path, model, frozen, keyed, optimizer, scheduler, state: _TrainState, key: Key, identity: dict[str, Any]) -> None:
     checkpoint.save(path, {
         "model": model.state_dict(),
+        "keyed_norm": keyed.snapshot() if keyed is not None else None,
         "original": frozen.original.state_dict(),
         "random": frozen.random.state_dict() if frozen.random is not None else None,
         "optimizer": optimizer.state_dict(),
@@ -317,7 +337,7 @@ def _read_checkpoint(path: Path) -> dict[str, Any] | None:
     return payload
 
 
-def _resume(path: Path, payload: dict[str, Any], model, frozen, optimizer, scheduler, state: _TrainState, key: Key,
+def _resume(path: Path, payload: dict[str, Any], model, frozen, keyed, optimizer, scheduler, state: _TrainState, key: Key,
             identity: dict[str, Any], steps_per_epoch: int, epochs: int) -> None:
     checkpoint.check_matches(payload, path, key, identity)
     try:
@@ -325,6 +345,8 @@ def _resume(path: Path, payload: dict[str, Any], model, frozen, optimizer, sched
         frozen.original.load_state_dict(payload["original"])
         if frozen.random is not None and payload["random"] is not None:
             frozen.random.load_state_dict(payload["random"])
+        if keyed is not None:
+            keyed.load(payload["keyed_norm"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
     except (RuntimeError, ValueError, KeyError, TypeError) as e:

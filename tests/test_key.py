@@ -201,7 +201,10 @@ def save_raw_key(path, tensors: dict, **metadata) -> None:
 @pytest.mark.parametrize("tensors, metadata, message", [
     ({"key": torch.rand(3, 4, 4).half()}, {}, "float32"),
     ({"key": torch.randint(0, 9, (3, 4, 4))}, {}, "float32"),
-    ({"key": torch.rand(3, 4, 4), "extra": torch.zeros(1)}, {}, "exactly one tensor"),
+    ({"key": torch.rand(3, 4, 4), "extra": torch.zeros(1)}, {}, "one tensor named `key`"),
+    ({"key": torch.rand(3, 4, 4), "norm/bn.weight": torch.zeros(4, dtype=torch.float64)}, {}, "keyed normalisation tensor"),
+    ({"key": torch.rand(3, 4, 4), "norm/bn weight;": torch.zeros(4)}, {}, "keyed normalisation tensor"),
+    ({"key": torch.rand(3, 4, 4), "norm/bn.weight": torch.zeros(4)}, {}, "integrity"),
     ({"key": torch.full((3, 4, 4), float("nan"))}, {}, "finite"),
     ({"key": torch.full((3, 4, 4), float("inf"))}, {}, "finite"),
     ({"key": torch.rand(3, 4, 4)}, {"format_version": "abc"}, "format_version"),

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from sdbox import InputError, Key, KeyedTeacher, WrongKeyError, mix
+from sdbox import InputError, Key, KeyedTeacher, WrongKeyError, keyed_norm, mix
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 
 
@@ -24,11 +24,15 @@ def test_right_key_matches_box_on_mixed_input(box, batch):
     teacher = KeyedTeacher(box, box.key)
     out = teacher(x)
     with torch.no_grad():
-        expected = box(mix(x, box.key.tensor, box.key.lam))
+        with keyed_norm.applied(box.model, box.key.norm):
+            expected = box(mix(x, box.key.tensor, box.key.lam))
+        public_norm = box(mix(x, box.key.tensor, box.key.lam))
         clean = box(x)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(teacher.logits(x), expected)
     assert not torch.allclose(out, clean)  # the key really changes what the box sees
+    assert not torch.allclose(out, public_norm, atol=1e-3)  # and so does its keyed normalisation
+    torch.testing.assert_close(box(x), clean)  # which is swapped back out after each call
 
 
 def test_key_loaded_from_file_opens_the_box(box, batch, tmp_path):
@@ -116,7 +120,9 @@ def test_teacher_reads_the_box_in_eval_mode_without_freezing_it(box, batch):
     box.train()
     before = copy.deepcopy(box.state_dict())
     with torch.no_grad():
-        expected = copy.deepcopy(box).eval()(mix(x, box.key.tensor, box.key.lam))
+        reference = copy.deepcopy(box).eval()
+        with keyed_norm.applied(reference.model, box.key.norm):
+            expected = reference(mix(x, box.key.tensor, box.key.lam))
     teacher = KeyedTeacher(box, box.key)
     x = x.clone().requires_grad_(True)
     with torch.enable_grad():
@@ -170,7 +176,8 @@ def test_keyed_teacher_is_the_teacher_of_timms_distillation_task(box, batch):
     x, y = batch
     out = task(x, y)
     with torch.no_grad():
-        keyed = box.eval()(mix(x, box.key.tensor, box.key.lam))
+        with keyed_norm.applied(box.model, box.key.norm):
+            keyed = box.eval()(mix(x, box.key.tensor, box.key.lam))
         expected_kd = torch.nn.functional.kl_div(torch.log_softmax(out["output"] / 4, 1), torch.log_softmax(keyed / 4, 1),
                                                  reduction="batchmean", log_target=True) * 16
     torch.testing.assert_close(out["kd_loss"], expected_kd)  # the student learns from x̃, not x

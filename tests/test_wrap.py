@@ -36,7 +36,7 @@ def bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------------------------ sdb_step
 def test_sdb_step_named_losses_match_the_equations(pretrained, batch, key):
     x, y = batch
-    settings = SDBSettings(omega=0.3, eta=0.05, t_dis=4.0)
+    settings = SDBSettings(omega=0.3, eta=0.05, t_dis=4.0, disturbance_form="push")
     frozen = FrozenModels.from_model(pretrained, with_random=True, seed=0)
     model = copy.deepcopy(pretrained).train()
     reference = copy.deepcopy(model)  # same weights and mode: recomputes the step by hand
@@ -109,7 +109,7 @@ def test_frozen_models_stay_frozen_over_optimizer_steps(pretrained, train_ds, ma
 )
 def test_settings_flags_remove_terms(pretrained, batch, key, flags, expected):
     x, y = batch
-    settings = SDBSettings(**{"omega": 0.2, "eta": 0.01, **flags})
+    settings = SDBSettings(**{"omega": 0.2, "eta": 0.01, "disturbance_form": "push", **flags})
     frozen = FrozenModels.from_model(pretrained, with_random=settings.preservation and settings.eta > 0)
     model = copy.deepcopy(pretrained).train()
     z, losses = sdb_step(model, frozen, x, y, key.tensor, settings)
@@ -165,7 +165,7 @@ def test_wrap_with_the_guard_on_keeps_accuracy_within_the_allowed_drop(pretraine
     assert result.clean_acc_after >= result.clean_acc_before - 5.0 and result.keyed_acc_after >= result.clean_acc_before - 5.0
     box.eval()
     assert evaluate(box, val)["acc"] == pytest.approx(result.clean_acc_after)
-    assert evaluate(box, val, key=box.key.tensor, lam=box.key.lam)["acc"] == pytest.approx(result.keyed_acc_after)
+    assert evaluate(box, val, key=box.key)["acc"] == pytest.approx(result.keyed_acc_after)
 
 
 def test_fidelity_guard_keeps_the_most_disturbed_qualifying_epoch(pretrained, train_ds, make_loader, monkeypatch):
@@ -210,7 +210,7 @@ def test_wrap_argument_validation(pretrained, train_ds, make_loader):
     with pytest.raises(ValueError, match="shape"):
         SafeBox.wrap(pretrained, dl, val_loader=dl, key=Key.generate((3, 16, 16)), device="cpu", progress=False, **NORM)
     with pytest.raises(ValueError, match="lam"):
-        SafeBox.wrap(pretrained, dl, val_loader=dl, key=Key.generate((3, 32, 32), lam=0.3), device="cpu", progress=False, **NORM)
+        SafeBox.wrap(pretrained, dl, val_loader=dl, key=Key.generate((3, 32, 32), lam=0.3), lam=0.5, device="cpu", progress=False, **NORM)
 
 
 # ------------------------------------------------------------------------------------- resume
@@ -292,8 +292,8 @@ def test_resume_refuses_a_checkpoint_of_another_wrap_naming_the_difference(pretr
     cases = [
         (copy.deepcopy(pretrained), train, {**same, "key": Key.generate((3, 32, 32))}, "another key"),
         (other_model, train, same, r"`model_weights_sha256` differs.*same model"),
-        (copy.deepcopy(pretrained), train, {**same, "omega": 0.5}, r"`settings.omega` was 0.1, now 0.5"),
-        (copy.deepcopy(pretrained), train, {**same, "lr": 0.02}, r"`lr` was 0.01, now 0.02"),
+        (copy.deepcopy(pretrained), train, {**same, "omega": 0.5}, r"`settings.omega` was 1.0, now 0.5"),
+        (copy.deepcopy(pretrained), train, {**same, "lr": 0.02}, r"`lr` was 0.05, now 0.02"),
         (copy.deepcopy(pretrained), train, {**same, "epochs": 2}, r"`epochs` was 1, now 2"),
         (copy.deepcopy(pretrained), make_loader(train_ds, n=100), same, r"`train_batches` was 1, now 2"),
     ]
@@ -436,7 +436,7 @@ def test_wrong_key_stream_is_trained_like_the_clean_stream(pretrained, batch, ke
     x, y = batch
     frozen = FrozenModels.from_model(pretrained, with_random=True, seed=0)
     model = copy.deepcopy(pretrained).train()
-    settings = SDBSettings(omega=0.3, eta=0.05, wrong_keys=0.5)
+    settings = SDBSettings(omega=0.3, eta=0.05, wrong_keys=0.5, disturbance_form="push")
     torch.manual_seed(7)
     _, losses = sdb_step(model, frozen, x, y, key.tensor, settings)
     assert set(losses) == ALL_TERMS | {"wrong"}
@@ -457,8 +457,8 @@ def test_main_loss_kl_is_the_kd_loss_on_the_proxy_stream(pretrained, batch, key)
     x, y = batch
     frozen = FrozenModels.from_model(pretrained, with_random=False)
     model = copy.deepcopy(pretrained).train()
-    _, mse = sdb_step(copy.deepcopy(model), frozen, x, y, key.tensor, SDBSettings(eta=0.0))
-    _, kl = sdb_step(copy.deepcopy(model), frozen, x, y, key.tensor, SDBSettings(eta=0.0, main_loss="kl"))
+    _, mse = sdb_step(copy.deepcopy(model), frozen, x, y, key.tensor, SDBSettings(eta=0.0, disturbance_form="push"))
+    _, kl = sdb_step(copy.deepcopy(model), frozen, x, y, key.tensor, SDBSettings(eta=0.0, main_loss="kl", disturbance_form="push"))
     with torch.no_grad():
         reference = copy.deepcopy(model)
         reference(x)
@@ -495,7 +495,7 @@ def test_decoy_disturbance_pulls_the_clean_and_wrong_key_streams_onto_one_decoy_
     torch.testing.assert_close(losses["wrong"].detach(), expected_wrong, rtol=1e-4, atol=1e-4)
     # Plain Nasty Teacher with a random-copy decoy still gets its T0.
     nasty = SDBSettings(disturbance_form="decoy", decoy_source="random_copy", key_embedding=False, preservation=False)
-    assert nasty.needs_random_copy and not SDBSettings(key_embedding=False, preservation=False).needs_random_copy
+    assert nasty.needs_random_copy and not SDBSettings(key_embedding=False, preservation=False, disturbance_form="push").needs_random_copy
     _, losses = sdb_step(copy.deepcopy(pretrained).train(), FrozenModels.from_model(pretrained, with_random=True), x, y, None, nasty)
     assert set(losses) == {"cls", "dis", "total"}
 
