@@ -49,6 +49,7 @@ def test_results_schema_report_and_figures(finished):
     seed = saved["seeds"]["0"]
     assert set(seed["methods"]["SDB"]["cnn5"]) == {"no_key", "key"} and set(seed["methods"]["Normal"]["cnn5"]) == {"no_key"}
     assert set(seed["temperature_attack"]) == {"1", "4"} and len(seed["random_key_attack"]) == 1
+    assert len(seed["random_key_restat_attack"]) == 1  # the same fresh key, statistics re-estimated by the attacker
     assert saved["mean"]["scratch"]["cnn5"]["n"] == 2
     compute = saved["compute_s"]  # what every result took, whichever invocation made it
     assert compute["teacher"] > 0 and compute["wraps"] > 0
@@ -91,9 +92,10 @@ def test_recorded_accuracies_are_those_of_the_saved_models(finished):
     out, results = finished
     split = batches(load_data(DATA, TINY, torch.device("cpu")).evaluation, 256)
     box = SafeBox.from_pretrained(out / "boxes" / "SDB", model=models.create("cnn5"))
-    key = Key.load(out / "key.key")
+    key = Key.load(out / "boxes" / "SDB.key")  # the owner's key with the keyed normalisation of this box's wrap
+    assert key.fingerprint == Key.load(out / "key.key").fingerprint and key.norm is not None
     assert evaluate(box, split)["acc"] == pytest.approx(results["boxes"]["SDB"]["clean_acc"])
-    assert evaluate(box, split, key=key.tensor, lam=key.lam)["acc"] == pytest.approx(results["boxes"]["SDB"]["keyed_acc"])
+    assert evaluate(box, split, key=key)["acc"] == pytest.approx(results["boxes"]["SDB"]["keyed_acc"])
     for T, row in (("1", "SDB@T1"), ("4", "SDB")):  # the T=4 attack row is the no-key student itself
         student = load_weights(models.create("cnn5"), out / "seed1" / "students" / "cnn5" / f"{row}.safetensors")
         assert evaluate(student, split)["acc"] == pytest.approx(results["seeds"]["1"]["temperature_attack"][T])
@@ -107,7 +109,7 @@ def test_box_evaluate_fills_the_card(finished):
 
     box = SafeBox.from_pretrained(out / "boxes" / "SDB", model=create("cnn5"))
     _, val, _ = load_cifar10(DATA, 300, 100, 10)
-    figures = box.evaluate(batches(val, 50), Key.load(out / "key.key"))
+    figures = box.evaluate(batches(val, 50), Key.load(out / "boxes" / "SDB.key"))
     assert set(figures) == {"clean_acc", "keyed_acc", "images"} and figures["images"] == 100
     assert "this box, keyed input" in box.report_markdown and box.box_config.report["evaluation"] == figures
 
@@ -138,7 +140,7 @@ def test_resume_does_no_training_and_adds_attacks(finished, cache, monkeypatch):
     (out / "attacks.json").write_text(json.dumps(attacks))
     again = run_benchmark(DATA, TINY, 2, out, threads=1, progress=False)
     assert again["seeds"] == results["seeds"] and again["comparisons"] == results["comparisons"]
-    assert (out / "report.md").read_text().count("Uniqueness (random key") == 2
+    assert (out / "report.md").read_text().count("Uniqueness (random key") == 4  # public and re-estimated statistics, each against scratch and the key holder
     # A preset asking for more rows trains only those on a rerun.
     monkeypatch.undo()
     monkeypatch.setenv("SDBOX_CACHE", str(cache))
@@ -146,7 +148,7 @@ def test_resume_does_no_training_and_adds_attacks(finished, cache, monkeypatch):
     real = runner.distill
     monkeypatch.setattr(runner, "distill", lambda *a, **k: trained.append(1) or real(*a, **k))
     more = run_benchmark(DATA, replace(TINY, random_keys=2), 2, out, threads=1, progress=False)
-    assert len(trained) == 2 and len(more["seeds"]["1"]["random_key_attack"]) == 2
+    assert len(trained) == 4 and len(more["seeds"]["1"]["random_key_attack"]) == 2  # one new key per seed, public and re-estimated statistics
     assert more["seeds"]["1"]["scratch"] == results["seeds"]["1"]["scratch"]
     assert again["teacher"]["source"] == "cache"
     assert "## Other attacks" in (out / "report.md").read_text()

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sdbox import KeyedTeacher, distill, kd_loss, mix
+from sdbox import KeyedTeacher, distill, kd_loss, keyed_norm, mix
 from sdbox.distill import distill_step
 
 
@@ -97,7 +97,8 @@ def test_distill_from_a_keyed_teacher(wrapped, train_ds, make_loader, monkeypatc
     key = wrapped.key
     with torch.no_grad():
         for x, target in zip(seen, targets):
-            keyed = box.eval()(mix(torch.flip(x, dims=[3]), key.tensor, key.lam))
+            with keyed_norm.applied(box.model, key.norm):
+                keyed = box.eval()(mix(torch.flip(x, dims=[3]), key.tensor, key.lam))
             torch.testing.assert_close(target, keyed)
             assert not torch.allclose(target, box(torch.flip(x, dims=[3])), atol=1e-3)  # the key made a difference
     assert result.losses == [pytest.approx(sum(totals) / 2)]  # the epoch's mean loss, as recorded

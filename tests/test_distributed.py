@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from sdbox import SafeBox
+from sdbox import SafeBox, SDBSettings
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 from sdbox.errors import InputError
 from sdbox.key import Key
@@ -73,7 +73,8 @@ def _wrap_plain(state: dict, data: TensorDataset, val: TensorDataset, key: Key |
     model.load_state_dict(state)
     return SafeBox.wrap(
         model, DataLoader(data, batch_size=batch_size), val_loader=DataLoader(val, batch_size=50), key=key,
-        eta=0.0, lr=0.01, max_accuracy_drop=100, device="cpu", progress=False, **NORM, **kwargs,
+        settings=SDBSettings(eta=0.0, omega=0.1, disturbance_form="push"),  # the push needs no T0
+        lr=0.01, max_accuracy_drop=100, device="cpu", progress=False, **NORM, **kwargs,
     )
 
 

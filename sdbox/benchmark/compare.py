@@ -53,6 +53,8 @@ def student_rows(seed_result: dict[str, Any], student: str, T: float) -> dict[st
         rows["SDB" if float(t) == T else f"SDB@T{t}"] = acc
     for i, acc in enumerate(seed_result["random_key_attack"]):
         rows[f"random_key_{i}"] = acc
+    for i, acc in enumerate(seed_result.get("random_key_restat_attack", [])):
+        rows[f"random_key_restat_{i}"] = acc
     return rows
 
 
@@ -88,5 +90,7 @@ def compare(results: dict[str, Any], correct: dict[str, dict[str, str]]) -> list
     for i in range(n_random):
         students(f"Uniqueness (random key {i + 1})", f"random_key_{i}", "scratch", RANDOM_KEY_BOUND, False)
         students(f"Uniqueness (random key {i + 1} vs key holder)", f"random_key_{i}", "SDB+key", 0.0, False)
+        students(f"Uniqueness (random key {i + 1}, re-estimated statistics)", f"random_key_restat_{i}", "scratch", RANDOM_KEY_BOUND, False)
+        students(f"Uniqueness (random key {i + 1}, re-estimated statistics, vs key holder)", f"random_key_restat_{i}", "SDB+key", 0.0, False)
     students("Nasty Teacher alone protects", "Nasty", "scratch", 0.0, False)
     return out

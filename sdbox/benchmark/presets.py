@@ -64,13 +64,14 @@ class Preset:
     student_lr: float = 1e-3
     alpha: float = 0.9
     T: float = 4.0
-    max_accuracy_drop: float = 1.0
+    max_accuracy_drop: float = 3.0
     wrong_keys: float = 0.0
     main_loss: str = "mse"
-    disturbance_form: str = "push"
+    disturbance_form: str = "decoy"
     decoy_share: float = 0.5
     decoy_source: str = "random_copy"
-    key_tile: int | None = None  # Key.generate(tile=): the owner's key and every random key of the run
+    keyed_norm: bool = True
+    key_tile: int | None = 4  # Key.generate(tile=): the owner's key and every random key of the run
     methods: tuple[str, ...] = METHODS
     key_rows: tuple[str, ...] | None = None  # methods whose students are also distilled through x̃ (None: all)
     second_student_methods: tuple[str, ...] | None = None  # None: every method
@@ -94,7 +95,8 @@ class Preset:
     def sdb_settings(self) -> SDBSettings:
         return SDBSettings(lam=self.lam, t_dis=self.t_dis, omega=self.omega, eta=self.eta, wrong_keys=self.wrong_keys,
                            main_loss=self.main_loss, disturbance_form=self.disturbance_form,
-                           decoy_share=self.decoy_share, decoy_source=self.decoy_source)
+                           decoy_share=self.decoy_share, decoy_source=self.decoy_source, keyed_norm=self.keyed_norm,
+                           key_tile=self.key_tile)
 
     def student_methods(self, student: str) -> tuple[str, ...]:
         if student == self.students[0] or self.second_student_methods is None:
@@ -113,37 +115,42 @@ PAPER = Preset(
     n_teacher=None, n_wrap=None, n_distill=None, n_val=5000, n_test=None,
     teacher_epochs=200, teacher_lr=0.1, teacher_milestones=(80, 120),
     wrap_epochs=200, wrap_lr=0.1, student_epochs=100,
-    omega=0.04, eta=1e-3,
+    omega=0.04, eta=1e-3, disturbance_form="push", keyed_norm=False, key_tile=None, max_accuracy_drop=1.0,
     notes=("The paper's own setting: every distiller holds the whole training set, as the teacher did.",
            "Paper schedule: SGD lr 0.1, momentum 0.9, wd 5e-4, batch 128, T = T_dis = 4, λ = 0.5.",
+           "The paper's method as published: Eq. 7's push, one set of normalisation, an untiled key.",
            "ω = 0.04 is Nasty Teacher's CIFAR-10 value (the official SDB code's ω = 1 wrecks clean accuracy under the fidelity guard).",
            "The validation slice (5,000 train images) is held out for the fidelity guard."),
 )
 
 CPU = Preset(
-    name="cpu", teacher="cnn5_wide", students=("cnn5",),
-    n_teacher=None, n_wrap=10_000, n_distill=2000, n_val=1000, n_test=5000,
+    name="cpu", teacher="cnn5", students=("cnn5",),
+    n_teacher=None, n_wrap=None, n_distill=2000, n_val=1000, n_test=5000,
     teacher_epochs=4, teacher_lr=0.05,
-    wrap_epochs=3, wrap_lr=0.01, student_epochs=20,
-    omega=0.1, eta=1e-3, lam=0.9, max_accuracy_drop=1.0,
-    methods=("Normal", "Nasty", "SDB"), key_rows=("SDB",), random_keys=4,
+    wrap_epochs=12, wrap_lr=0.05, student_epochs=20,
+    omega=1.0, eta=1e-3, lam=0.5, max_accuracy_drop=3.0,
+    methods=("Normal", "SDB"), key_rows=("SDB",), random_keys=4,
     notes=("Data-limited regime: the teacher learnt from 49,000 training images; every distiller holds the same "
            "class-balanced 2,000 of them (with crop/flip) — the realistic threat, and the setting where KD pays.",
-           "The teacher recipe is that of ../shared/teachers/cifar10-cnn5_wide-76.safetensors (pass it with --teacher "
-           "to skip training); otherwise it is trained once per machine and cached.",
-           "Each box is wrapped once (owner's 10,000 images, 3 epochs); seeds vary the students' initial weights and "
-           "batch order, shared by every row of a seed, and draw 4 fresh random keys each (12 in all).",
-           "λ = 0.9 and ω = 0.1 come from the first wave's settings search on a weaker teacher (docs/benchmark.md)."),
+           "The box is wrapped once with the default recipe (decoy disturbance ranked by the random copy, ω = 1, λ = 0.5, "
+           "a 4-pixel tiled key, keyed normalisation) over all 49,000 images for 12 epochs at lr 0.05 — three times the "
+           "teacher's own budget — with a 3-point fidelity guard on the validation slice.",
+           "Seeds vary the students' initial weights and batch order, shared by every row of a seed, and draw 4 fresh "
+           "tiled keys each (12 in all), each read with the box's public statistics and with statistics the attacker "
+           "re-estimates on its own images mixed with that key.",
+           "The teacher is a cnn5 of 4 epochs (the shared cnn5_wide is 3 points better, but its 12-epoch wrap alone "
+           "takes about an hour on 2 cores)."),
 )
 
 DEMO = replace(
-    CPU, name="demo", teacher="cnn5", n_wrap=5000, n_distill=1000, n_test=2000,
-    teacher_epochs=2, wrap_epochs=2, student_epochs=20, max_accuracy_drop=2.0,
-    methods=("Normal", "SDB"), temperatures=(4.0,), random_keys=1,
+    CPU, name="demo", teacher="cnn5", n_distill=1000, n_test=2000,
+    teacher_epochs=2, wrap_epochs=3, student_epochs=20,
+    temperatures=(4.0,), random_keys=1,
     notes=("Data-limited regime: the teacher learnt from 49,000 training images, every student holds the same 1,000.",
-           "Traded for time: the teacher is a cnn5 of 2 epochs (the cpu preset's cnn5_wide of 4 epochs is ~6 points "
-           "better and takes ~4× longer), one seed, one random key, 2,000 test images, a 2-epoch wrap.",
-           "Fidelity guard at 2.0 points on the 1,000-image validation slice (its standard error is about ±1.4 points)."),
+           "Traded for time: a cnn5 teacher of 2 epochs, one seed, one random key, 2,000 test images, and a wrap of 3 "
+           "epochs over the 49,000 images — a quarter of the 12 epochs that protected in our measurements, so this "
+           "box is not expected to protect: `sdbox benchmark --preset cpu` runs the budget that does.",
+           "Fidelity guard at 3.0 points on the 1,000-image validation slice (its standard error is about ±1.4 points)."),
 )
 
 PRESETS = {p.name: p for p in (CPU, PAPER, DEMO)}

@@ -50,6 +50,8 @@ ROW_LABELS = {
 def row_label(row: str) -> str:
     if row.startswith("SDB@T"):
         return f"KD from the box, no key, T={row[5:]}"
+    if row.startswith("random_key_restat_"):
+        return f"KD through random key {int(row.rsplit('_', 1)[1]) + 1}, statistics re-estimated by the attacker"
     if row.startswith("random_key_"):
         return f"KD through random key {int(row.rsplit('_', 1)[1]) + 1}"
     return ROW_LABELS.get(row, row)

@@ -31,6 +31,7 @@ from ..distill import distill
 from ..errors import FidelityError, InputError
 from ..evaluate import evaluate
 from ..key import Key
+from ..keyed_norm import applied, estimate_statistics
 from ..proxy import mix
 from ..restoring import global_rng_kept
 from ..teacher import KeyedTeacher
@@ -207,9 +208,9 @@ class _Run:
         self.owner_correct: dict[str, str] = {}  # per-image records of the teacher and the SDB box
 
     def score(self, model: Callable, key: Key | None = None) -> dict[str, Any]:
-        """Accuracy on the evaluation images, with the per-image record paired comparisons need."""
-        args = {"key": key.tensor, "lam": key.lam} if key is not None else {}
-        r = evaluate(model, self.eval_loader, device=self.device, per_image=True, **args)
+        """Accuracy on the evaluation images, with the per-image record paired comparisons need
+        (through the key, with its keyed normalisation, when one is given)."""
+        r = evaluate(model, self.eval_loader, device=self.device, per_image=True, key=key)
         return {"acc": r["acc"], "correct": r["correct"]}
 
     # ------------------------------------------------------------------------------ owner side
@@ -237,6 +238,12 @@ class _Run:
                 self._key.save(path)
         return self._key
 
+    def box_key(self, method: str) -> Key:
+        """What opens a method's box: the owner's key with the keyed normalisation its wrap trained
+        (saved 0600 beside the box); the bare owner's key for the original and for boxes without it."""
+        path = self.out / "boxes" / f"{method}.key"
+        return Key.load(path) if path.exists() else self.key()
+
     def box(self, method: str, teacher: torch.nn.Module) -> tuple[torch.nn.Module | None, dict[str, Any]]:
         """What a method hands out — the original, or a box wrapped once — and its accuracy."""
         if method == "Normal":
@@ -245,7 +252,7 @@ class _Run:
             model, extra = self._wrap(method, teacher)
             if model is None:
                 return None, extra
-        key = self.key()
+        key = self.box_key(method)
         entry = cached_json(self.out / "boxes" / f"{method}.json",
                             lambda: {"clean": self.score(model), "keyed": self.score(model, key)})
         log(f"{method}: {entry['clean']['acc']:.2f}% without key, {entry['keyed']['acc']:.2f}% with")
@@ -282,6 +289,8 @@ class _Run:
             box.save_pretrained(tmp)
             write_json(tmp / "wrap_result.json", {**box.wrap_result.to_dict(), "wrap_s": wrap_s})
 
+        if box.key.norm is not None:
+            box.key.save(folder.with_name(method + ".key"), overwrite=True)  # before the box: a saved box always has its key
         save_dir_atomically(folder, fill)
         return box, {"wrap_s": wrap_s}
 
@@ -289,8 +298,9 @@ class _Run:
     def seed(self, seed: int, teacher: torch.nn.Module, boxes: dict[str, tuple[Any, dict]]) -> dict[str, Any]:
         """Every student of one seed, in the results layout; ``wall_time_s`` adds up their training
         times, whichever run trained them (a rerun adds rows a changed preset asks for)."""
-        p, cnn, key = self.p, self.p.students[0], self.key()
-        result: dict[str, Any] = {"scratch": {}, "methods": {m: {} for m in p.methods}, "temperature_attack": {}, "random_key_attack": []}
+        p, cnn = self.p, self.p.students[0]
+        result: dict[str, Any] = {"scratch": {}, "methods": {m: {} for m in p.methods}, "temperature_attack": {},
+                                  "random_key_attack": [], "random_key_restat_attack": []}
         seconds = []
 
         def student(row: str, arch: str, source: Callable | None, T: float | None = None) -> float:
@@ -306,6 +316,7 @@ class _Run:
                     continue
                 entry = {"no_key": student(m, arch, model)}
                 if p.has_key_row(m):
+                    key = self.box_key(m)
                     entry["key"] = student(f"{m}+key", arch, KeyedTeacher(model, key) if isinstance(model, SafeBox) else through_key(model, key))
                 result["methods"][m][arch] = entry
         sdb = boxes.get("SDB", (None,))[0]
@@ -316,6 +327,9 @@ class _Run:
             for i in range(p.random_keys):
                 other = self.random_key(seed, i)
                 result["random_key_attack"].append(student(f"random_key_{i}", cnn, through_key(sdb, other)))
+                if self.box_key("SDB").norm is not None:  # the attacker re-estimates statistics for its own key
+                    result["random_key_restat_attack"].append(
+                        student(f"random_key_restat_{i}", cnn, through_key(sdb, other, self.restat(sdb, other))))
         result["wall_time_s"] = round(sum(seconds), 1)
         return result
 
@@ -333,6 +347,14 @@ class _Run:
         path.parent.mkdir(parents=True, exist_ok=True)
         key.save(path)
         return key
+
+    def restat(self, box: torch.nn.Module, key: Key) -> dict[str, torch.Tensor]:
+        """The box's BatchNorm statistics re-estimated on the distiller's own images mixed with
+        ``key``: the best public normalisation a holder of a fresh key can give its stream."""
+        images = self.splits.distill
+        mean, std = (torch.tensor(v, device=self.device).view(1, -1, 1, 1) for v in (CIFAR10_MEAN, CIFAR10_STD))
+        mixed = (key.mix((images.images[i : i + 256].float() / 255 - mean) / std) for i in range(0, len(images), 256))
+        return estimate_statistics(box.model if isinstance(box, SafeBox) else box, mixed)
 
     def student(self, seed: int, name: str, arch: str, teacher: Callable | None, T: float | None = None) -> dict[str, Any]:
         p, path = self.p, self.out / f"seed{seed}" / "students" / f"{name}.json"
@@ -356,22 +378,29 @@ class _Run:
     @torch.inference_mode()
     def soft_labels(self, teacher: torch.nn.Module, box: torch.nn.Module, n: int = 4) -> dict[str, Any]:
         """Paper Fig. 3: soft labels at T = 4 of the original, the closed (x) and the open (x̃) stream."""
-        evaluation, key = self.splits.evaluation, self.key()
+        evaluation, key = self.splits.evaluation, self.box_key("SDB")
         # Evenly spaced picks: the split is sorted by class, so these are n different classes.
         index = torch.arange(n, device=self.device) * (len(evaluation) // n)
         mean, std = (torch.tensor(v, device=self.device).view(1, -1, 1, 1) for v in (CIFAR10_MEAN, CIFAR10_STD))
         x = (evaluation.images[index].float() / 255 - mean) / std
         soft = lambda z: F.softmax(z / self.p.T, dim=1).cpu().tolist()  # noqa: E731
         return {"classes": list(CIFAR10_CLASSES), "labels": evaluation.labels[index].cpu().tolist(), "T": self.p.T,
-                "original": soft(teacher(x)), "closed": soft(box(x)), "open": soft(box(mix(x, key.tensor.to(self.device), key.lam)))}
+                "original": soft(teacher(x)), "closed": soft(box(x)), "open": soft(KeyedTeacher(box, key)(x))}
 
 
-def through_key(model: torch.nn.Module, key: Key) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A teacher that sees x̃ = λx + (1−λ)κ for any key κ (a random key's attack, or Normal's key column)."""
+def through_key(model: torch.nn.Module, key: Key, norm: dict[str, torch.Tensor] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A teacher that sees x̃ = λx + (1−λ)κ for any key κ (a random key's attack, or Normal's key
+    column), with the model's public normalisation or the given ``norm`` (re-estimated statistics)."""
     model.eval()
-    k = key.tensor.to(next(model.parameters()).device)
+    device = next(model.parameters()).device
+    k = key.tensor.to(device)
+    inner = model.model if isinstance(model, SafeBox) else model
+    norm = {name: t.to(device) for name, t in norm.items()} if norm is not None else None
 
     def logits(x: torch.Tensor) -> torch.Tensor:
-        return model(mix(x, k, key.lam))
+        if norm is None:
+            return model(mix(x, k, key.lam))
+        with applied(inner, norm):
+            return model(mix(x, k, key.lam))
 
     return logits
