@@ -181,3 +181,32 @@ def test_a_short_wrap_warns_that_it_is_below_the_protecting_budget(pretrained, t
     with pytest.warns(UserWarning, match="fewer than 12 epochs.*did not protect"):
         SafeBox.wrap(copy.deepcopy(pretrained), dl, val_loader=dl, epochs=1, max_accuracy_drop=100, device="cpu",
                      progress=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+
+
+def test_a_resumed_wrap_ends_with_the_keyed_state_of_an_uninterrupted_one(pretrained_state, tiny_cls, train_ds, test_ds, make_loader, tmp_path):
+    """The checkpoint carries the keyed set (and its optimiser state): losing it on resume would
+    hand the key holder a keyed stream trained for only the epochs after the interruption."""
+    from test_uniqueness import seeded_key
+    from test_wrap import CountingLoader
+
+    ckpt_dir = tmp_path / "ckpt"
+    train, val = make_loader(train_ds, n=100, batch_size=25), make_loader(test_ds, n=50)
+    kwargs = dict(val_loader=val, key=seeded_key(3, 4), epochs=2, lr=0.05, max_accuracy_drop=100, device="cpu", progress=False,
+                  mean=CIFAR10_MEAN, std=CIFAR10_STD)
+
+    def model():
+        m = tiny_cls()
+        m.load_state_dict(pretrained_state)
+        return m.eval()
+
+    torch.manual_seed(0)
+    whole = SafeBox.wrap(model(), CountingLoader(train), **kwargs)
+    torch.manual_seed(0)
+    interrupted = model()
+    with pytest.raises(KeyboardInterrupt):
+        SafeBox.wrap(interrupted, CountingLoader(train, interrupt_when=(ckpt_dir / "wrap_state.pt").exists), checkpoint_dir=ckpt_dir, **kwargs)
+    saved = torch.load(ckpt_dir / "wrap_state.pt", weights_only=True)["keyed_norm"]
+    assert saved is not None and set(saved) == set(whole.key.norm)
+    resumed = SafeBox.wrap(interrupted, CountingLoader(train), checkpoint_dir=ckpt_dir, **kwargs)
+    for name, tensor in whole.key.norm.items():
+        torch.testing.assert_close(resumed.key.norm[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
