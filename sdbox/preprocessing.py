@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-import torch
-import torch.nn as nn
-
-from .data import TensorImageDataset, TensorLoader
 from .errors import InputError
+
+if TYPE_CHECKING:  # torch is imported by the functions that use it: `sdbox --help` needs none of it
+    import torch
+    import torch.nn as nn
 
 @dataclass(frozen=True)
 class Normalization:
@@ -34,6 +34,8 @@ class Normalization:
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The per-channel range that normalised [0, 1] pixels can take: ((0−m)/s, (1−m)/s)."""
+        import torch
+
         mean, std = torch.tensor(self.mean), torch.tensor(self.std)
         return (0 - mean) / std, (1 - mean) / std
 
@@ -139,10 +141,12 @@ def transform_normalization(loader: Iterable) -> tuple[tuple[float, ...], tuple[
     Reads torchvision ``Normalize`` (v1 and v2, which timm's ``create_transform`` uses too) in the
     dataset's transform, and sdbox's own ``TensorImageDataset`` / ``TensorLoader``.
     """
+    import torch
     from torchvision.transforms import Normalize
     from torchvision.transforms import v2
     from torchvision.transforms._presets import ImageClassification  # what `weights.transforms()` returns
 
+    from .data import TensorImageDataset, TensorLoader
 
     if isinstance(loader, TensorLoader):
         return loader.mean, loader.std, "loader:TensorLoader"
@@ -241,6 +245,8 @@ def resolve_label_names(given: Sequence[str] | None, loader: Iterable, weights: 
 
 def layer_names(model: nn.Module) -> tuple[str | None, str | None]:
     """(first_conv, classifier): the module names timm uses to adapt input channels and reset the head."""
+    import torch.nn as nn
+
     first_conv = next((name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
     classifier = None
     for name, m in model.named_modules():
