@@ -112,15 +112,15 @@ def _measurements(config: BoxConfig) -> list[tuple[dict[str, Any], tuple[tuple[s
     return found + ([(evaluation, _EVALUATION_FIGURES, "SafeBox.evaluate")] if isinstance(evaluation, dict) else [])
 
 
-def measured_lines(config: BoxConfig) -> list[str]:
+def _measured_lines(config: BoxConfig) -> list[str]:
     """One markdown bullet per claim a box can make, each with its figures or "not measured"."""
-    lines = []
-    fidelity = []
+    lines, fidelity = [], []
     for figures, names, measured_by in _measurements(config):
         shown = [(label, float(figures[key])) for key, label in names if isinstance(figures.get(key), (int, float))]
         if shown:
             fidelity.append(_accuracies(shown, figures.get("images"), measured_by))
-    lines.append("- **Fidelity** (predictions on plain inputs stay correct): " + ("; ".join(fidelity) if fidelity else "not measured."))
+    meaning = "predictions on plain inputs stay correct"
+    lines.append(f"- **Fidelity** ({meaning}):\n" + "\n".join(f"  - {row}" for row in fidelity) if fidelity else f"- **Fidelity** ({meaning}): not measured.")
     report = config.report or {}
     claims = report.get("claims") if isinstance(report.get("claims"), dict) else {}
     for family, meaning in _CLAIM_FAMILIES:
@@ -176,7 +176,7 @@ logits = box(x)
     pipeline = (f"{list(config.input_size)} inputs, resized with {config.interpolation} interpolation"
                 f" (crop_pct {config.crop_pct}, {config.crop_mode})" if config.crop_pct is not None else f"{list(config.input_size)} inputs")
     classes = f" Classes: {', '.join(config.label_names[:20])}{', …' if len(config.label_names) > 20 else ''}." if config.label_names else ""
-    measured = "\n".join(measured_lines(config))
+    measured = "\n".join(_measured_lines(config))
     has_claims = isinstance((config.report or {}).get("claims"), dict)
     details = f"\n## {'Protection report' if has_claims else 'Measurement details'}\n\n{report_markdown}\n" if report_markdown else ""
     return f"""
