@@ -29,7 +29,9 @@ PACKAGES = ("torch", "torchvision", "timm", "huggingface_hub", "safetensors", "n
 
 
 def make_bundle(folder: Path) -> tuple[Path, Path]:
-    """A small real bundle (config.json, model.safetensors, README.md) and its key file."""
+    """A small real bundle (config.json, model.safetensors, README.md) and its key file, made by
+    the sdbox of this tree (the one the timed commands run), not an installed one."""
+    sys.path.insert(0, str(REPO))
     import torch.nn as nn
 
     from sdbox import Key, SafeBox
