@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
-
-import torch
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: `sdbox --help` and `inspect` need none of it
+    import torch
+    from torch.utils.data import Dataset
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -62,14 +63,18 @@ def cifar10(root: str | os.PathLike | None, train: bool, transform=None, downloa
         ) from None
 
 
-class TensorImageDataset(Dataset):
+class TensorImageDataset:
     """Decoded images held as one uint8 tensor (N, C, H, W), normalised on the fly.
 
     Decoding JPEGs every epoch dominates small-model training on CPU; this decodes once. For
     whole-batch loading with random crop (padding 4) and flip, use :class:`TensorLoader`.
+    A map-style dataset (``__len__`` and ``__getitem__`` are all DataLoader and Subset use); it
+    does not subclass torch's ``Dataset`` so that importing this module does not import torch.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: Sequence[float], std: Sequence[float]):
+        import torch
+
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise InputError(f"Expected uint8 images of shape (N, C, H, W), but got {images.dtype} {tuple(images.shape)}.")
         self.images, self.labels = images, labels
@@ -111,6 +116,8 @@ class TensorLoader:
         device: str | torch.device | None = None,
         seed: int | None = None,
     ):
+        import torch
+
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise InputError(f"Expected uint8 images of shape (N, C, H, W), but got {images.dtype} {tuple(images.shape)}.")
         if labels.dim() != 1 or len(labels) != len(images):
@@ -135,7 +142,9 @@ class TensorLoader:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        import torch
+
         n = len(self.labels)
         order = torch.randperm(n, device=self.device, generator=self.generator) if self.shuffle else None
         for b in range(len(self)):
@@ -147,6 +156,8 @@ class TensorLoader:
 
     def crop_flip(self, images: torch.Tensor) -> torch.Tensor:
         """Per-image random crop of the zero-padded batch and random horizontal flip, as one gather."""
+        import torch
+
         n, _, h, w = images.shape
         p = self.padding
         padded = torch.nn.functional.pad(images, (p, p, p, p)) if p > 0 else images
@@ -167,6 +178,8 @@ def balanced_picks(targets: torch.Tensor, counts: Sequence[int | None], seed: in
     The same seed gives the same sets whatever the run, so every method and seed of a benchmark
     sees one fixed train / validation / test split.
     """
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     classes = targets.unique()
     per_class = [torch.nonzero(targets == c).flatten() for c in classes]
@@ -179,9 +192,10 @@ def balanced_picks(targets: torch.Tensor, counts: Sequence[int | None], seed: in
     return picks
 
 
-def decode_images(folder, indices: torch.Tensor) -> torch.Tensor:
+def decode_images(folder: Any, indices: torch.Tensor) -> torch.Tensor:
     """The images ``indices`` of an ImageFolder, decoded into one uint8 tensor (N, C, H, W)."""
     import numpy as np
+    import torch
 
     rows = [np.array(folder.loader(folder.samples[i][0]).convert("RGB")) for i in indices.tolist()]
     return torch.from_numpy(np.stack(rows)).permute(0, 3, 1, 2).contiguous()
@@ -190,6 +204,8 @@ def decode_images(folder, indices: torch.Tensor) -> torch.Tensor:
 def decode_image_folder(root: str | os.PathLike, limit: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode an ImageFolder tree (or a seeded, class-balanced subset of ``limit`` images)
     into a uint8 tensor (N, C, H, W) and int64 labels."""
+    import torch
+
     folder = image_folder(root)
     targets = torch.tensor(folder.targets)
     indices = balanced_picks(targets, [limit], seed)[0] if limit is not None and limit < len(folder) else torch.arange(len(folder))

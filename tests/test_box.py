@@ -422,10 +422,11 @@ def test_model_card_is_hub_metadata_with_measured_fidelity(bundle, wrapped):
     data = card.data.to_dict()
     assert "sdbox" in data["tags"] and data["pipeline_tag"] == "image-classification" and data["license"] == "unknown"
     assert "library_name" not in data  # a custom model: plain timm cannot load it, so no timm snippet is promised
-    metrics = {m["name"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+    # No dataset name and no recorded sample size: the figures are in the text, not in model-index
+    # (tests/test_card.py has the model-index cases).
+    assert "model-index" not in data
     result = wrapped.wrap_result
-    assert metrics == {"top-1, original model, clean input (%)": round(result.clean_acc_before, 2),
-                       "top-1, this box, clean input (%)": round(result.clean_acc_after, 2),
-                       "top-1, this box, keyed input (%)": round(result.keyed_acc_after, 2)}
+    for figure in (result.clean_acc_before, result.clean_acc_after, result.keyed_acc_after):
+        assert f"{figure:.2f}%" in card.text
     assert "KeyedTeacher(box, Key.load(" in card.text and "sdbox distill" in card.text
     assert "model_class=YourModel" in card.text

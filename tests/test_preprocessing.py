@@ -86,7 +86,7 @@ def test_the_card_of_a_timm_box_promises_timms_snippet(timm_bundle):
         box.box_config.license = box.box_config.base_model = box.box_config.datasets = None
     card = ModelCard.load(out.parent / "carded" / "README.md")
     assert (card.data.library_name, card.data.license, card.data.base_model, card.data.datasets) == ("timm", "apache-2.0", "timm/resnet18.a1_in1k", ["cifar10"])
-    assert 'timm.create_model("hf-hub:<this repo>", pretrained=True)' in card.text and "resolve_data_config" in card.text
+    assert 'timm.create_model("hf-hub:ORG/NAME", pretrained=True)' in card.text and "resolve_data_config" in card.text
     assert "airplane, automobile" in card.text and "crop_pct 1.0" in card.text
 
 
