@@ -61,6 +61,7 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         self._key: Key | None = None
         self.wrap_result: WrapResult | None = None
         self.report_markdown: str | None = None
+        self._card_repo_id: str | None = None  # set while push_to_hub writes the card for its repo
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -200,6 +201,7 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
                 "clean_acc_after": result.clean_acc_after,
                 "keyed_acc_after": result.keyed_acc_after,
                 "best_epoch": result.best_epoch,
+                "images": result.images,
             },
         )
         config.validate("the wrapped model's description")
@@ -251,7 +253,11 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
     def push_to_hub(self, repo_id: str, *, ignore_patterns: list[str] | str | None = None, **kwargs: Any) -> str:
         """Upload the bundle to the Hub in one commit (huggingface_hub's mixin), never a key file."""
         extra = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
-        return super().push_to_hub(repo_id, ignore_patterns=[*KEY_FILE_PATTERNS, *extra], **kwargs)
+        self._card_repo_id = repo_id  # the mixin does not pass the repo id on to save_pretrained
+        try:
+            return super().push_to_hub(repo_id, ignore_patterns=[*KEY_FILE_PATTERNS, *extra], **kwargs)
+        finally:
+            self._card_repo_id = None
 
     def _save_pretrained(self, save_directory: Path) -> None:
         save_directory = Path(save_directory)
@@ -260,7 +266,7 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
             save_model(self.model, str(tmp))
         self.box_config.weights_sha256 = _sha256(weights)
         write_text(save_directory / CONFIG_NAME, json.dumps(self.box_config.to_json(), indent=2))
-        write_text(save_directory / CARD_NAME, model_card(self.box_config, self.report_markdown))
+        write_text(save_directory / CARD_NAME, model_card(self.box_config, self.report_markdown, repo_id=self._card_repo_id))
 
     @classmethod
     def from_pretrained(

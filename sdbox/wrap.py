@@ -60,6 +60,7 @@ class WrapResult:
     epochs: list[dict[str, float]]
     curves: list[dict[str, float]]
     kept_checkpoint: str | None = None
+    images: int = 0  # held-out images the fidelity figures were measured on
     keyed_norm: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,6 +158,7 @@ def fine_tune(
         epochs=state.epochs,
         curves=state.curves,
         kept_checkpoint=kept,
+        images=state.val_images,
         keyed_norm=state.best_norm,
     )
 
@@ -170,6 +172,7 @@ class _TrainState:
     curves: list[dict[str, float]]
     best_weights: dict[str, torch.Tensor] | None
     clean_acc_before: float = float("nan")
+    val_images: int = 0
     best_norm: dict[str, torch.Tensor] | None = None
 
 
@@ -195,7 +198,7 @@ def _train(
         _resume(ckpt, payload, model, frozen, keyed, optimizer, scheduler, state, key, identity, steps_per_epoch or 1, epochs)
     else:
         base = _evaluate(frozen.original, val_loader, device=device)
-        state.clean_acc_before = base["acc"]
+        state.clean_acc_before, state.val_images = base["acc"], base["images"]
 
     for epoch in range(state.epoch, epochs):
         model.train()

@@ -136,7 +136,9 @@ def test_config_json_layout(bundle, wrapped):
     assert sd["format_version"] == 1
     result = wrapped.wrap_result
     assert sd["fidelity"] == {"clean_acc_before": result.clean_acc_before, "clean_acc_after": result.clean_acc_after,
-                              "keyed_acc_after": result.keyed_acc_after, "best_epoch": result.best_epoch}
+                              "keyed_acc_after": result.keyed_acc_after, "best_epoch": result.best_epoch,
+                              "images": result.images}
+    assert result.images > 0 and sd["keyed_norm"] is True
     import hashlib
     assert sd["weights_sha256"] == hashlib.sha256((bundle / "model.safetensors").read_bytes()).hexdigest()
     assert wrapped.key.fingerprint in (bundle / "README.md").read_text()
