@@ -6,7 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from .presets import DEMO, PRESETS
+from .gpu_budget import UTILISATION, estimate
+from .presets import DEMO, GPU, PRESETS
 
 
 def default_data() -> str | None:
@@ -32,8 +33,12 @@ def _common(parser: argparse.ArgumentParser, out: str) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("benchmark", help="Measure what a box protects: the SDB paper's CIFAR-10 tables, with paired intervals.")
+    gpu_s, gpu_slow_s = (estimate(GPU, 3, utilisation=u).total_s for u in (UTILISATION, UTILISATION / 2))
     bench.add_argument("--preset", choices=sorted(p for p in PRESETS if p != "demo"), default="cpu",
-                       help="cpu: data-limited, ~45 min on 2 CPU cores with --teacher (measured), ~80 min when it trains the teacher first; paper: ResNet-18, full data, 200 epochs (GPU).")
+                       help="cpu: data-limited, ~45 min on 2 CPU cores with --teacher (measured), ~80 min when it trains the teacher first; "
+                            f"gpu: the cpu recipe with a ResNet-18 teacher, ≈ {gpu_s / 60:.1f} min on one H100/H200 with 3 seeds, teacher "
+                            f"included (estimated at {UTILISATION * 100:.0f}%% of bf16 peak, ≈ {gpu_slow_s / 60:.1f} min at half that; never run: "
+                            "docs/gpu.md); gpu-smoke: the gpu preset's code path in seconds; paper: ResNet-18, full data, 200 epochs (GPU).")
     bench.add_argument("--seeds", type=int, default=3, help="Student seeds (≥ 3 for intervals worth reading).")
     _common(bench, "runs/benchmark")
     bench.set_defaults(run=run_benchmark_cli)

@@ -161,3 +161,73 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"Expected a preset in {sorted(PRESETS)}, but got {name!r}.")
     return PRESETS[name]
+
+
+@dataclass(frozen=True)
+class GpuPreset(Preset):
+    """A preset sized for one accelerator: the teacher and the wrap take large batches under the
+    fast path, while the students keep the CPU recipe.
+
+    ``batch_size`` (with ``teacher_lr`` and ``wrap_lr`` scaled to it) is the teacher's and the wrap's:
+    their steps are compute-bound, so a large batch fills the GPU. ``student_batch_size`` is the
+    students': a CNN5 step is bound by kernel launches, not arithmetic, so a larger batch would only
+    change the students' recipe (and with it the claims) without saving time. ``amp`` and
+    ``channels_last`` are :class:`~sdbox.fastpath.FastPath`'s fields (None: decided for the device,
+    i.e. bf16 autocast on CUDA only); the teacher's training, the wrap and the teacher's forward
+    passes during distillation use them.
+    """
+
+    student_batch_size: int = 128
+    amp: bool | None = None
+    channels_last: bool | None = None
+
+
+def _batch_scaled_lr(lr: float, batch_size: int, reference_batch_size: int) -> float:
+    """The square-root rule: an SGD lr tuned at ``reference_batch_size``, moved to ``batch_size``
+    (gentler than the linear rule, which needs a warm-up the cosine schedules here do not have)."""
+    return round(lr * (batch_size / reference_batch_size) ** 0.5, 4)
+
+
+GPU_BATCH_SIZE = 512
+
+# The cpu preset's recipe at GPU scale: every field not named here (the SDB settings, the fidelity
+# guard, the rows, the students' recipe and slice) is the cpu preset's, so the gpu preset follows
+# the recipe the cpu preset settles on.
+GPU = GpuPreset(**{
+    **asdict(CPU),
+    "name": "gpu",
+    "teacher": "resnet18_cifar",
+    "students": ("cnn5", "resnet20"),
+    "n_test": None,
+    "teacher_epochs": 15,
+    "teacher_lr": _batch_scaled_lr(PAPER.teacher_lr, GPU_BATCH_SIZE, PAPER.batch_size),
+    "wrap_epochs": 15,
+    "wrap_lr": _batch_scaled_lr(CPU.wrap_lr, GPU_BATCH_SIZE, CPU.batch_size),
+    "batch_size": GPU_BATCH_SIZE,
+    "student_batch_size": CPU.batch_size,
+    "notes": (
+        "Data-limited regime at GPU scale: a ResNet-18 (CIFAR stem) teacher learnt from 49,000 training images for "
+        "15 epochs; every distiller holds the same class-balanced 2,000 of them, with the cpu preset's students "
+        "(cnn5, 20 epochs, Adam 1e-3, batch 128) and a resnet20 beside it.",
+        "The box is wrapped with the cpu preset's recipe over all 49,000 images for 15 epochs — the teacher's own "
+        "budget in epochs, 3.3 times it in arithmetic — with the cpu preset's 3-point fidelity guard.",
+        "Teacher and wrap run at batch 512 with the lr scaled by √(512/128) (teacher 0.2, wrap 0.1), bf16 autocast and "
+        "channels_last, on data kept on the GPU as uint8 with crop and flip done there; the teachers' forward passes "
+        "during distillation run in bf16 too.",
+        "Sized by arithmetic, never run: ≈ 3.4 min on one H100/H200 at 25% of a 756 TFLOP/s bf16 peak, ≈ 4.3 min at "
+        "half that (python -m sdbox.benchmark.gpu_check --help shows the sum; docs/gpu.md).",
+    ),
+})
+
+# The same code path as GPU at sizes one CPU core runs in seconds (the test suite runs it): a
+# CifarResNet teacher and second student (resnet8, the class of resnet18_cifar and resnet20),
+# bf16 autocast forced on so the casts the GPU takes are exercised, and a guard that never refuses.
+GPU_SMOKE = replace(
+    GPU, name="gpu-smoke", teacher="resnet8", students=("cnn5", "resnet8"),
+    n_teacher=300, n_distill=100, n_val=100, n_test=100,
+    teacher_epochs=1, wrap_epochs=1, student_epochs=1, batch_size=50, student_batch_size=25,
+    max_accuracy_drop=100.0, temperatures=(1.0, 4.0), random_keys=1, amp=True,
+    notes=("The gpu preset's code path at smoke-test sizes: its figures mean nothing.",),
+)
+
+PRESETS.update({p.name: p for p in (GPU, GPU_SMOKE)})

@@ -36,6 +36,7 @@ from ..proxy import mix
 from ..restoring import global_rng_kept
 from ..teacher import KeyedTeacher
 from . import models
+from .accel import fast_path, fast_teacher, student_batch_size
 from .compare import compare
 from .presets import Preset, get_preset, method_settings
 from .store import cached_json, read_json, save_dir_atomically, save_weights, write_json
@@ -278,6 +279,7 @@ class _Run:
                 val_loader=self.val_loader, key=self.key(), epochs=p.wrap_epochs, lr=p.wrap_lr,
                 max_accuracy_drop=p.max_accuracy_drop, device=self.device, checkpoint_dir=folder.with_name(method + ".ckpt"),
                 progress=self.progress, mean=CIFAR10_MEAN, std=CIFAR10_STD, settings=method_settings(method, p.sdb_settings()),
+                fast=fast_path(p),
             )
         except FidelityError as e:
             log(f"{method}: the fidelity guard refused every epoch: {e}")
@@ -366,9 +368,9 @@ class _Run:
         # batches (common random numbers): differences between rows then measure the teachers.
         torch.manual_seed(_subseed(seed, f"student/{arch}"))
         model = models.create(arch)
-        loader = batches(self.splits.distill, p.batch_size, train=True, device=self.device, seed=_subseed(seed, f"student/{arch}"))
+        loader = batches(self.splits.distill, student_batch_size(p), train=True, device=self.device, seed=_subseed(seed, f"student/{arch}"))
         start = time.time()
-        distill(model, teacher, loader, epochs=p.student_epochs, alpha=p.alpha, T=T, lr=p.student_lr, device=self.device, progress=self.progress)
+        distill(model, fast_teacher(teacher, p, self.device), loader, epochs=p.student_epochs, alpha=p.alpha, T=T, lr=p.student_lr, device=self.device, progress=self.progress)
         save_weights(model, path.with_suffix(".safetensors"))
         record = {**self.score(model), "T": T, "train_s": round(time.time() - start, 1)}
         write_json(path, record)

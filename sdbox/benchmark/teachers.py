@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from ..data import cache_dir
 from ..errors import InputError
 from . import models
+from .accel import fast_path
 from .presets import Preset
 from .store import load_weights, read_json, save_weights, write_json
 from .tensordata import Split, batches
@@ -43,12 +44,17 @@ class Teacher:
 
 
 def recipe(p: Preset, pool: Split) -> dict[str, Any]:
-    """Everything the teacher's weights depend on; the images enter as a hash of their bytes."""
+    """Everything the teacher's weights depend on; the images enter as a hash of their bytes, and
+    a fast path (bf16 numerics) only when the preset has one, so CPU teachers keep their cache."""
     digest = hashlib.sha256(pool.images.cpu().numpy().tobytes())
     digest.update(pool.labels.cpu().numpy().tobytes())
-    return {"version": RECIPE_VERSION, "architecture": p.teacher, "epochs": p.teacher_epochs, "lr": p.teacher_lr,
-            "milestones": list(p.teacher_milestones or ()), "batch_size": p.batch_size, "seed": 0,
-            "images": len(pool), "data_sha256": digest.hexdigest()}
+    rec = {"version": RECIPE_VERSION, "architecture": p.teacher, "epochs": p.teacher_epochs, "lr": p.teacher_lr,
+           "milestones": list(p.teacher_milestones or ()), "batch_size": p.batch_size, "seed": 0,
+           "images": len(pool), "data_sha256": digest.hexdigest()}
+    fast = fast_path(p)
+    if fast is not None:
+        rec["fast"] = {"amp": fast.amp, "channels_last": fast.channels_last}
+    return rec
 
 
 def recipe_path(rec: dict[str, Any]) -> Path:
@@ -76,7 +82,8 @@ def obtain_teacher(p: Preset, pool: Split, device: torch.device, *, path: str | 
     model = models.create(p.teacher)
     partial = target.with_suffix(".partial.pt")
     train_classifier(model, batches(pool, p.batch_size, train=True, device=device, seed=rec["seed"]), epochs=p.teacher_epochs,
-                     lr=p.teacher_lr, milestones=p.teacher_milestones, device=device, progress=progress, checkpoint=partial)
+                     lr=p.teacher_lr, milestones=p.teacher_milestones, device=device, progress=progress, checkpoint=partial,
+                     fast=fast_path(p), log=log)
     save_weights(model, target)
     write_json(target.with_suffix(".json"), {"recipe": rec, "train_s": round(time.time() - start, 1)})
     partial.unlink(missing_ok=True)
