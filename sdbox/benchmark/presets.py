@@ -199,22 +199,22 @@ GPU = GpuPreset(**{
     "teacher": "resnet18_cifar",
     "students": ("cnn5", "resnet20"),
     "n_test": None,
-    "teacher_epochs": 15,
+    "teacher_epochs": 20,
     "teacher_lr": _batch_scaled_lr(PAPER.teacher_lr, GPU_BATCH_SIZE, PAPER.batch_size),
-    "wrap_epochs": 15,
+    "wrap_epochs": 20,
     "wrap_lr": _batch_scaled_lr(CPU.wrap_lr, GPU_BATCH_SIZE, CPU.batch_size),
     "batch_size": GPU_BATCH_SIZE,
     "student_batch_size": CPU.batch_size,
     "notes": (
         "Data-limited regime at GPU scale: a ResNet-18 (CIFAR stem) teacher learnt from 49,000 training images for "
-        "15 epochs; every distiller holds the same class-balanced 2,000 of them, with the cpu preset's students "
-        "(cnn5, 20 epochs, Adam 1e-3, batch 128) and a resnet20 beside it.",
-        "The box is wrapped with the cpu preset's recipe over all 49,000 images for 15 epochs — the teacher's own "
+        f"20 epochs; every distiller holds the same class-balanced {CPU.n_distill:,} of them, with the cpu preset's "
+        "students (cnn5, 20 epochs, Adam 1e-3, batch 128) and a resnet20 beside it.",
+        "The box is wrapped with the cpu preset's recipe over all 49,000 images for 20 epochs — the teacher's own "
         "budget in epochs, 3.3 times it in arithmetic — with the cpu preset's 3-point fidelity guard.",
         "Teacher and wrap run at batch 512 with the lr scaled by √(512/128) (teacher 0.2, wrap 0.1), bf16 autocast and "
         "channels_last, on data kept on the GPU as uint8 with crop and flip done there; the teachers' forward passes "
         "during distillation run in bf16 too.",
-        "Sized by arithmetic, never run: ≈ 3.4 min on one H100/H200 at 25% of a 756 TFLOP/s bf16 peak, ≈ 4.3 min at "
+        "Sized by arithmetic, never run: ≈ 2.8 min on one H100/H200 at 25% of a 756 TFLOP/s bf16 peak, ≈ 4.0 min at "
         "half that (python -m sdbox.benchmark.gpu_check --help shows the sum; docs/gpu.md).",
     ),
 })
