@@ -1,20 +1,32 @@
 """Issue 20: what a careless or hostile caller hands sdbox becomes a named error that says the fix.
 
-Each case raised a raw torch error, or nothing at all, before: 3-tuples from a loader, int32 or
-bool labels, as many labels as images or not, a shape change mid-loader, a float64 or bf16 model,
-0–255 pixels, a NaN batch or a huge learning rate in distill (item 10). Real CIFAR-10 images.
+The Python API: each case raised a raw torch error, or nothing at all, before: 3-tuples from a
+loader, int32 or bool labels, as many labels as images or not, a shape change mid-loader, a
+float64 or bf16 model, 0–255 pixels, a NaN batch or a huge learning rate in distill (item 10).
+The command line: a hostile bundle's strings reach the terminal escaped (item 5), card metadata
+and every flag and output path are checked before training (item 9 and the raw tracebacks),
+and `sdbox distill --lr 1e30` fails in one line. Real CIFAR-10 images.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from conftest import TinyNet
-from sdbox import SafeBox, distill
+from conftest import DATA, TinyNet
+from sdbox import Key, SafeBox, distill
+from sdbox.box import read_config
+from sdbox.cli import main
+from sdbox.config import BoxConfig
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
-from sdbox.errors import InputError, NonFiniteLossError, SdboxError
+from sdbox.errors import BundleError, InputError, NonFiniteLossError, SdboxError
+from sdbox.owner_cli import check_card_metadata
 
 NORM = dict(mean=CIFAR10_MEAN, std=CIFAR10_STD)
 
@@ -122,3 +134,215 @@ def test_an_adam_step_that_overflows_float32_is_named(images):
 def test_distill_arguments_are_named_errors(kwargs, message, images):
     with pytest.raises(InputError, match=message):
         distill(TinyNet(), None, pairs(*images), progress=False, **kwargs)
+
+
+# ========================================================================== the command line
+HOSTILE = "\x1b]52;c;SGVsbG8=\x07"  # OSC 52: writes the reader's clipboard
+RAW_CONTROLS = ("\x1b", "\x07", "\u202e")
+
+
+@pytest.fixture(scope="module")
+def timm_bundle(tmp_path_factory) -> tuple[Path, Path]:
+    """An untrained timm test_resnet box for CIFAR-10 inputs and its key: no training needed to
+    test what the CLI checks and prints."""
+    import timm
+
+    root = tmp_path_factory.mktemp("cli")
+    key = Key.generate((3, 32, 32), 0.5, CIFAR10_MEAN, CIFAR10_STD)
+    key.save(root / "owner.key")
+    torch.manual_seed(0)
+    config = BoxConfig(architecture="test_resnet", num_classes=10, input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD,
+                       key_fingerprint=key.fingerprint, model_library="timm", interpolation="bilinear", crop_pct=1.0,
+                       crop_mode="center", label_names=["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"])
+    SafeBox(timm.create_model("test_resnet", num_classes=10), config).save_pretrained(root / "box")
+    return root / "box", root / "owner.key"
+
+
+def hostile_copy(bundle: Path, folder: Path, **edits) -> Path:
+    """A copy of ``bundle`` whose config.json carries hostile strings (still a valid config)."""
+    shutil.copytree(bundle, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["label_names"][0] = edits.get("label", HOSTILE)
+    config["sdbox"]["normalization_source"] = "\x1b[2J\x1b[Hall clear"
+    config["sdbox"]["report"] = {"\x1b]0;retitled\x07": {"a": 1}}
+    config["sdbox"]["fidelity"] = {"\u202eevil": 1.0}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+# --------------------------------------------------------------- item 5: untrusted strings, escaped
+def test_inspect_prints_a_hostile_bundle_escaped(timm_bundle, tmp_path, capsys):
+    folder = hostile_copy(timm_bundle[0], tmp_path / "box")
+    read_config(folder / "config.json")  # the loader accepts it: only the printing can defend
+    assert main(["inspect", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert not any(c in out for c in RAW_CONTROLS)
+    assert r"\x1b]52;c;SGVsbG8=\x07" in out and r"\x1b[2J" in out and r"\u202eevil" in out and r"\x1b]0;retitled" in out
+    assert main(["inspect", str(folder), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert not any(c in out for c in RAW_CONTROLS) and json.loads(out)["label_names"][0] == HOSTILE
+
+
+def test_error_lines_and_warnings_are_escaped(timm_bundle, tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / f"no{HOSTILE}box")]) == 1  # a path quoted in the error line
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no config.json" in err and not any(c in err for c in RAW_CONTROLS)
+    folder = Path(shutil.copytree(timm_bundle[0], tmp_path / "box"))
+    shutil.copy(timm_bundle[1], folder / f"{HOSTILE}.key")  # a file name quoted in a warning
+    assert main(["inspect", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "secret file" in err and r"\x1b]52" in err and not any(c in err for c in RAW_CONTROLS)
+
+
+def test_sdbox_push_warning_is_escaped(timm_bundle, tmp_path, fake_hub, recwarn):
+    folder = Path(shutil.copytree(timm_bundle[0], tmp_path / "box"))
+    shutil.copy(timm_bundle[1], folder / f"{HOSTILE}.key")
+    assert main(["push", str(folder), "org/box"]) == 0
+    shown = " ".join(str(w.message) for w in recwarn)
+    assert "Leaving key file" in shown and not any(c in shown for c in RAW_CONTROLS)
+    assert set(fake_hub.commits[0][1]) == {"config.json", "model.safetensors", "README.md"}
+
+
+def test_inspect_says_when_push_would_refuse_the_folder(timm_bundle, tmp_path, capsys):
+    folder = Path(shutil.copytree(timm_bundle[0], tmp_path / "box"))
+    (tmp_path / "elsewhere.txt").write_text("not the bundle's")
+    os.symlink(tmp_path / "elsewhere.txt", folder / "notes.txt")
+    assert main(["inspect", str(folder)]) == 0
+    assert "`sdbox push` would refuse this folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ item 9: card metadata first
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory) -> Path:
+    import timm
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("weights") / "mine.safetensors"
+    save_file(timm.create_model("test_resnet", num_classes=10).state_dict(), str(path))
+    return path
+
+
+def wrap_argv(tmp_path: Path, weights: Path, *extra: str) -> list[str]:
+    return ["wrap", "test_resnet", "--weights", str(weights), "--data", str(DATA), "--out", str(tmp_path / "out"),
+            "--key-out", str(tmp_path / "owner.key"), "--epochs", "1", "--limit", "20", "--no-progress", *extra]
+
+
+def assert_refused_before_training(tmp_path: Path, capsys, *fragments: str) -> None:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sdbox wrap: error:") and "Traceback" not in err, err
+    assert all(f in err for f in fragments), err
+    assert not (tmp_path / "owner.key").exists() and not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("flag, value, fragments", [
+    ("--dataset-name", "CIFAR 10", ["--dataset-name", "'CIFAR 10'", "`CIFAR-10`", "would not load"]),
+    ("--license", "MIT License", ["--license", "'MIT License'", "`apache-2.0`", "would not load"]),
+])
+def test_wrap_checks_card_metadata_before_training(flag, value, fragments, weights_file, tmp_path, capsys):
+    assert main(wrap_argv(tmp_path, weights_file, flag, value)) == 1
+    assert_refused_before_training(tmp_path, capsys, *fragments)
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "uoft-cs/cifar10", "CIFAR-10", "CIFAR 10", "-cifar", "x" * 201, "ü", "a\x1bb"])
+def test_the_cli_accepts_a_dataset_name_exactly_when_the_bundle_loader_does(dataset, timm_bundle, tmp_path):
+    config = json.loads((timm_bundle[0] / "config.json").read_text())
+    config["sdbox"]["datasets"] = [dataset]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    try:
+        read_config(tmp_path / "config.json")
+        loads = True
+    except BundleError:
+        loads = False
+    try:
+        check_card_metadata(None, dataset)
+        accepted = True
+    except InputError:
+        accepted = False
+    assert accepted == loads
+
+
+# ------------------------------------------------------------- flags that raised raw tracebacks
+@pytest.mark.parametrize("extra, fragments", [
+    (["--mean", "0.5", "0.5"], ["--mean to give 1 or 3 values", "got 2"]),
+    (["--std", "0.2", "0", "0.2"], ["--std to be finite numbers > 0"]),
+    (["--input-size", "3", "0", "32"], ["--input-size to be 3 positive integers C H W", "(3, 0, 32)"]),
+    (["--crop-pct", "3"], ["--crop-pct to be a number in (0, 2]"]),
+    (["--device", "tpu"], ["--device", "'tpu'", "cpu"]),
+    (["--limit", "-5"], ["--limit", "≥ 1", "got -5"]),
+    (["--epochs", "0"], ["--epochs to be an integer ≥ 1"]),
+    (["--lr", "nan"], ["--lr to be a finite number > 0"]),
+])
+def test_wrap_flags_are_checked_before_training(extra, fragments, weights_file, tmp_path, capsys):
+    argv = wrap_argv(tmp_path, weights_file)
+    if "--limit" in extra:
+        argv = argv[: argv.index("--limit")] + argv[argv.index("--limit") + 2 :]
+    assert main([*argv, *extra]) == 1
+    assert_refused_before_training(tmp_path, capsys, *fragments)
+
+
+def test_wrap_refuses_a_pickle_as_weights(tmp_path, capsys):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "model.pt")
+    assert main(wrap_argv(tmp_path, tmp_path / "model.pt")) == 1
+    assert_refused_before_training(tmp_path, capsys, "--weights to be a safetensors state dict", "save_file(torch.load(")
+
+
+def test_wrap_refuses_weights_of_another_model(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    save_file({"fc.weight": torch.zeros(10, 4)}, str(tmp_path / "other.safetensors"))
+    assert main(wrap_argv(tmp_path, tmp_path / "other.safetensors")) == 1
+    assert_refused_before_training(tmp_path, capsys, "do not fit test_resnet with 10 classes")
+
+
+@pytest.mark.parametrize("where, fragments", [
+    ("out", ["--out to be a folder", "is a file"]),
+    ("checkpoint", ["--checkpoint-dir to be a folder", "is a file"]),
+    ("key folder", ["--key-out's folder to be a folder"]),
+    ("checkpoint in out", ["--checkpoint-dir outside --out"]),
+    ("key beside a bundle", ["--key-out outside any bundle folder", "config.json"]),
+    ("out holds a key", ["--out to hold no key or checkpoint", "old.key"]),
+])
+def test_wrap_checks_every_output_path_before_training(where, fragments, weights_file, timm_bundle, tmp_path, capsys):
+    argv = wrap_argv(tmp_path, weights_file)
+    if where == "out":
+        (tmp_path / "out").write_text("a file")
+    elif where == "checkpoint":
+        (tmp_path / "ck").write_text("a file")
+        argv += ["--checkpoint-dir", str(tmp_path / "ck")]
+    elif where == "key folder":
+        (tmp_path / "keys").write_text("a file")
+        argv[argv.index("--key-out") + 1] = str(tmp_path / "keys" / "owner.key")
+    elif where == "checkpoint in out":
+        argv += ["--checkpoint-dir", str(tmp_path / "out" / "ck")]
+    elif where == "key beside a bundle":
+        shutil.copytree(timm_bundle[0], tmp_path / "old")
+        argv[argv.index("--key-out") + 1] = str(tmp_path / "old" / "owner.key")
+    elif where == "out holds a key":
+        (tmp_path / "out").mkdir()
+        shutil.copy(timm_bundle[1], tmp_path / "out" / "old.key")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and all(f in err for f in fragments), err
+    assert not (tmp_path / "owner.key").exists()
+
+
+# ----------------------------------------------------------------- item 10 on the command line
+def distill_argv(timm_bundle, tmp_path, *extra: str) -> list[str]:
+    return ["distill", str(timm_bundle[0]), "--key", str(timm_bundle[1]), "--data", str(DATA), "--student", "test_resnet",
+            "--out", str(tmp_path / "student"), "--epochs", "1", "--limit", "20", "--batch-size", "10", "--no-progress", *extra]
+
+
+def test_sdbox_distill_with_a_huge_lr_exits_1_in_one_line(timm_bundle, tmp_path, capsys):
+    assert main(distill_argv(timm_bundle, tmp_path, "--lr", "1e30")) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("sdbox distill: error:") and "lower `lr` (now 1e+30" in err[-1]
+    assert not (tmp_path / "student" / "model.safetensors").exists()  # no NaN student written
+
+
+@pytest.mark.parametrize("extra, fragment", [(["--limit", "-5"], "--limit"), (["--device", "tpu"], "--device")])
+def test_sdbox_distill_flags_are_checked_first(extra, fragment, timm_bundle, tmp_path, capsys):
+    argv = distill_argv(timm_bundle, tmp_path)
+    argv = [a for i, a in enumerate(argv) if not (a == extra[0] or (i and argv[i - 1] == extra[0]))]
+    assert main([*argv, *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err

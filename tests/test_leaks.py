@@ -97,6 +97,14 @@ def test_a_legacy_torch_pickle_or_a_pickled_key_is_found_by_content(owner, tmp_p
     assert [secret_kind(p) for p in sorted((tmp_path / "b").iterdir())] == [None, None, None]
 
 
+def test_inspect_warns_about_a_copied_checkpoint(owner, bundle, capsys):
+    _, checkpoint = owner
+    shutil.copy(checkpoint, bundle / "resume.pt")
+    assert main(["inspect", str(bundle)]) == 0
+    err = capsys.readouterr().err
+    assert "resume.pt" in err and "wrap checkpoint" in err
+
+
 # ------------------------------------------------------------------------------------ 3. symlinks
 @pytest.mark.parametrize("target", ["../owner.key", "sub/owner.key", "sub/resume"])
 def test_a_symlink_to_a_secret_is_refused_before_the_network(target, owner, bundle, fake_hub):
