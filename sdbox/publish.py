@@ -46,13 +46,15 @@ from .key import is_key_file
 KEY_FILE = "an sdbox key"
 CHECKPOINT_FILE = "a wrap checkpoint, which holds the key and the unprotected original model"
 PICKLED_KEY = "a pickled sdbox Key"
+UNCHECKED_PICKLE = "a pickle too large to check, which may hold a checkpoint"
 # Names that hold a secret whatever their content (a key's backup, a checkpoint's usual name).
 # Matched against each file's own name; the names themselves are never used as patterns.
 SECRET_NAME_PATTERNS = {"*.key": KEY_FILE, "*.key.*": KEY_FILE, f"*{CHECKPOINT_NAME}": CHECKPOINT_FILE}
 # A bundle is three files; a folder of thousands is not one, and reading each would take long.
 MAX_FOLDER_FILES = 1000
 # A checkpoint's pickle holds its structure, not its tensors (torch keeps those apart): a few
-# hundred kB for large models. Past this much, a pickle is treated as a secret unchecked.
+# hundred kB for large models. Past this much pickle in one file (all of a zip's members
+# together, so that a hostile archive cannot make a scan slow), it is treated as a secret unchecked.
 MAX_PICKLE_BYTES = 64 << 20
 _STRING_OPCODES = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING", "GLOBAL"}
 _KEY_MODULE = "sdbox.key"
@@ -62,14 +64,26 @@ class _Unreadable(Exception):
     """A pickle too large to read to its end: sdbox cannot say what it holds."""
 
 
+class _Budget:
+    """How many more pickle bytes one file's scan may read (:data:`MAX_PICKLE_BYTES` in all)."""
+
+    def __init__(self) -> None:
+        self.left = MAX_PICKLE_BYTES
+
+    def spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise _Unreadable
+
+
 class _BoundedReader:
     """The ``read``/``readline`` that :func:`pickletools.genops` needs, over ``size`` bytes of a
-    stream, reading at most :data:`MAX_PICKLE_BYTES`. A read past the stream's end is no pickle
-    (EOFError), and neither is a declared length beyond it; a pickle longer than the limit is
-    :class:`_Unreadable`. So a non-pickle costs a few bytes, and no length in it allocates."""
+    stream, within ``budget``. A read past the stream's end is no pickle (EOFError), and neither
+    is a declared length beyond it; a pickle past the budget is :class:`_Unreadable`. So a
+    non-pickle costs a few bytes, and no length in it allocates."""
 
-    def __init__(self, stream: IO[bytes], size: int):
-        self._stream, self._left, self._consumed = stream, size, 0
+    def __init__(self, stream: IO[bytes], size: int, budget: _Budget):
+        self._stream, self._left, self._budget = stream, size, budget
 
     def read(self, n: int = -1) -> bytes:
         if n < 0 or n > self._left:
@@ -77,13 +91,11 @@ class _BoundedReader:
         return self._take(self._stream.read(n))
 
     def readline(self) -> bytes:
-        return self._take(self._stream.readline(min(self._left, MAX_PICKLE_BYTES) + 1))
+        return self._take(self._stream.readline(min(self._left, self._budget.left) + 1))
 
     def _take(self, data: bytes) -> bytes:
         self._left -= len(data)
-        self._consumed += len(data)
-        if self._consumed > MAX_PICKLE_BYTES:
-            raise _Unreadable
+        self._budget.spend(len(data))
         return data
 
 
@@ -155,22 +167,23 @@ def pickled_secret(path: str | os.PathLike) -> str | None:
     checkpoint (its pickle names every part ``wrap_state.pt`` stores) or an sdbox ``Key`` object.
 
     The pickle is disassembled with :mod:`pickletools` (nothing is executed or imported). A
-    pickle too large to read through is reported as a checkpoint: unknown is not safe.
+    pickle too large to read through is :data:`UNCHECKED_PICKLE`: unknown is not safe.
     """
+    budget = _Budget()
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 for info in archive.infolist():
                     if info.filename.endswith(".pkl"):
                         with archive.open(info) as member:
-                            kind = _secret_in_pickles(_BoundedReader(member, info.file_size))
+                            kind = _secret_in_pickles(_BoundedReader(member, info.file_size, budget))
                         if kind is not None:
                             return kind
             return None
         with open(path, "rb") as f:
-            return _secret_in_pickles(_BoundedReader(f, os.fstat(f.fileno()).st_size))
+            return _secret_in_pickles(_BoundedReader(f, os.fstat(f.fileno()).st_size, budget))
     except _Unreadable:
-        return CHECKPOINT_FILE
+        return UNCHECKED_PICKLE
     except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError):  # unreadable as an archive: no pickle seen
         return None
 

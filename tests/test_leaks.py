@@ -21,7 +21,7 @@ from sdbox.cli import main
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 from sdbox.errors import PublishError, SdboxError
 from sdbox.hub import push_folder
-from sdbox.publish import CHECKPOINT_FILE, KEY_FILE, PICKLED_KEY, find_secret_files, plan_upload, secret_kind
+from sdbox.publish import CHECKPOINT_FILE, KEY_FILE, PICKLED_KEY, UNCHECKED_PICKLE, find_secret_files, plan_upload, secret_kind
 
 BUNDLE_FILES = {"config.json", "model.safetensors", "README.md"}
 
@@ -95,6 +95,20 @@ def test_a_legacy_torch_pickle_or_a_pickled_key_is_found_by_content(owner, tmp_p
     assert secret_kind(tmp_path / "weights.pt") is None
     box.save_pretrained(tmp_path / "b")
     assert [secret_kind(p) for p in sorted((tmp_path / "b").iterdir())] == [None, None, None]
+
+
+def test_a_pickle_too_large_to_read_through_is_left_out_unchecked(tmp_path, monkeypatch):
+    import sdbox.publish
+
+    names = {f"layer{i}.weight": i for i in range(500)}  # a pickle of some kB, no sdbox secret in it
+    torch.save(names, tmp_path / "zip.pt")
+    torch.save(names, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert secret_kind(tmp_path / "zip.pt") is None and secret_kind(tmp_path / "legacy.pt") is None
+    monkeypatch.setattr(sdbox.publish, "MAX_PICKLE_BYTES", 1000)
+    assert secret_kind(tmp_path / "zip.pt") == UNCHECKED_PICKLE
+    assert secret_kind(tmp_path / "legacy.pt") == UNCHECKED_PICKLE
+    (tmp_path / "weights.bin").write_bytes(b"\x80\x02" + bytes(5000))  # a pickle header, then no pickle: cheap, not a secret
+    assert secret_kind(tmp_path / "weights.bin") is None
 
 
 def test_inspect_warns_about_a_copied_checkpoint(owner, bundle, capsys):
