@@ -131,7 +131,9 @@ def _check_finite(student: nn.Module, mean_loss: float, epoch: int, optimizer: t
     fix = _non_finite_fix(optimizer)
     if not math.isfinite(mean_loss):
         raise NonFiniteLossError(f"The distillation loss became {mean_loss} in epoch {epoch}: {fix}")
-    broken = [name for name, p in student.named_parameters() if not torch.isfinite(p).all()]
+    params = dict(student.named_parameters())
+    finite = torch.stack([torch.isfinite(p).all() for p in params.values()]).tolist() if params else []  # one host sync
+    broken = [name for name, ok in zip(params, finite) if not ok]
     if broken:
         raise NonFiniteLossError(f"{len(broken)} of the student's weight tensors became NaN or infinite in epoch {epoch} "
                                  f"(first: {broken[0]}): {fix}")
