@@ -346,3 +346,18 @@ def test_sdbox_distill_flags_are_checked_first(extra, fragment, timm_bundle, tmp
     assert main([*argv, *extra]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err
+
+
+# ------------------------------------------------------------------ a public file is readable
+def test_the_public_weights_file_gets_a_public_files_mode(timm_bundle, tmp_path):
+    """safetensors writes its own 0600 temporary file; the bundle's weights and the distilled
+    student's must end like config.json: 0644 under umask 022."""
+    old_umask = os.umask(0o022)
+    try:
+        SafeBox.from_pretrained(timm_bundle[0]).save_pretrained(tmp_path / "box")
+        assert main(distill_argv(timm_bundle, tmp_path)) == 0
+    finally:
+        os.umask(old_umask)
+    for folder in (tmp_path / "box", tmp_path / "student"):
+        assert {p.name: oct(p.stat().st_mode & 0o777) for p in folder.glob("*.*")} == {
+            name: "0o644" for name in ("config.json", "model.safetensors", "README.md") if (folder / name).exists()}
