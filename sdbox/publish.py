@@ -208,7 +208,6 @@ def _secret_in_pickles(stream: _BoundedReader) -> str | None:
 def _add(plan: UploadPlan, path: Path) -> None:
     """Sort one entry of the folder into the plan (or refuse the folder)."""
     name = path.relative_to(plan.folder).as_posix()
-    source = path
     if path.is_symlink():
         target = Path(os.path.realpath(path))
         if not target.exists():
@@ -220,14 +219,15 @@ def _add(plan: UploadPlan, path: Path) -> None:
             raise PublishError(_symlink_refusal(plan.folder, path, f"{target}, outside the folder", _COPY_OR_REMOVE))
         if not target.is_file():
             raise PublishError(_symlink_refusal(plan.folder, path, "something that is not a regular file", "Remove it."))
-        source = target
-    elif not stat.S_ISREG(path.lstat().st_mode):
+        plan.files[name] = target  # a plain file inside the folder: upload its content under the link's name
+        return
+    if not stat.S_ISREG(path.lstat().st_mode):
         return  # a FIFO, socket or device: nothing to upload (and reading a FIFO would block)
-    kind = secret_kind(source)
+    kind = secret_kind(path)
     if kind is not None:
         plan.left_out[name] = kind
     else:
-        plan.files[name] = source
+        plan.files[name] = path
 
 
 _COPY_OR_REMOVE = "Replace the link by a copy of what it points to (`cp -rL`), or remove it."
