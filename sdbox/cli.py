@@ -2,7 +2,8 @@
 distill, and demo, benchmark, attack, speed. Each subcommand lives with its module.
 
 Exit codes: 0 done, 1 an error sdbox names (one line: the problem and the fix; ``verify``: the
-key does not open the box), 2 a usage error.
+key does not open the box), 2 a usage error. The error line is escaped
+(:func:`~sdbox.terminal.escaped`): it can quote a bundle's strings or file names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 
 from . import owner_cli, speed
 from .errors import SdboxError
+from .terminal import escaped
 from .attacks import cli as attack_cli
 from .benchmark import cli as benchmark_cli
 
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except (SdboxError, ValueError, OSError) as e:  # sdbox's own and its argument checks: messages that name the fix
-        print(f"sdbox {args.command}: error: {e}", file=sys.stderr)
+        print(escaped(f"sdbox {args.command}: error: {e}"), file=sys.stderr)
         return 1
 
 

@@ -42,3 +42,7 @@ class NonFiniteLossError(SdboxError, FloatingPointError):
 
 class InputError(SdboxError, ValueError):
     """An input tensor, model or loader does not have the shape, dtype or content expected."""
+
+
+class PublishError(SdboxError, OSError):
+    """A folder cannot be published safely: a symlink leads out of it, to nothing, or to a secret."""

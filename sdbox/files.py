@@ -55,16 +55,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     For writers that want a file name, not a file (safetensors' ``save_model``). They reopen the
     file by name, so this is for public files only; a secret goes through :func:`atomic_write`.
+    The file ends with the mode the umask gives a new file (0644 under umask 022), whatever the
+    writer did: safetensors swaps in its own owner-only (0600) temporary file, and a public
+    bundle must be readable by whoever serves or copies it.
     """
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_unique(folder, path.name, 0o666)
+    public_mode = os.fstat(fd).st_mode & 0o777
     os.close(fd)
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         try:
+            if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes
+                os.fchmod(fd, public_mode)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -1,10 +1,13 @@
-"""Publishing a bundle folder on the Hugging Face Hub: one commit, never a key file.
+"""Publishing a bundle folder on the Hugging Face Hub: one commit, never a key or a checkpoint.
 
-``SafeBox.push_to_hub`` uploads a box held in memory; :func:`push_folder` uploads a folder that
-``save_pretrained`` (or ``sdbox wrap``) wrote. Both go through huggingface_hub's own client and
-exclude key files by name (:data:`~sdbox.box.KEY_FILE_PATTERNS`) and by content (a key saved
-under any other name). ``hf upload`` and ``HfApi().upload_folder`` do no such check: a key saved
-inside the folder would be published with it.
+:func:`push_folder` (``sdbox push``) uploads a folder that ``save_pretrained`` or ``sdbox wrap``
+wrote. It does not hand huggingface_hub the folder and ignore patterns: it hands it the explicit
+list of files :func:`~sdbox.publish.plan_upload` chose (keys and checkpoints left out by name and
+by content, symlinks out of the folder or to a secret refused), so that no file name is ever
+read as a pattern and no symlink is followed unchecked. ``SafeBox.push_to_hub`` saves the box into
+a fresh temporary folder first (huggingface_hub's mixin), which holds the three bundle files only.
+``hf upload`` and ``HfApi().upload_folder`` do no such check: a key saved inside the folder would
+be published with it.
 """
 
 from __future__ import annotations
@@ -13,18 +16,12 @@ import os
 import warnings
 from pathlib import Path
 
-from huggingface_hub import CommitInfo, HfApi
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
 
-from .box import CONFIG_NAME, KEY_FILE_PATTERNS, read_config
+from .box import CONFIG_NAME, read_config
 from .errors import BundleError
-from .key import find_key_files
-
-
-def upload_ignore_patterns(folder: str | os.PathLike) -> list[str]:
-    """The patterns that keep every key file under ``folder`` out of an upload."""
-    folder = Path(folder)
-    by_content = [p.relative_to(folder).as_posix() for p in find_key_files(folder)]
-    return [*KEY_FILE_PATTERNS, *by_content]
+from .publish import plan_upload
+from .terminal import escaped
 
 
 def push_folder(
@@ -37,17 +34,20 @@ def push_folder(
 ) -> CommitInfo:
     """Create ``repo_id`` (``private`` as asked) if needed and upload the bundle in ``folder`` in one commit.
 
-    The folder must hold a valid bundle (its config.json is checked first). Key files found in
-    it are left out, and a warning names them: a key has no business next to a bundle.
+    The folder must hold a valid bundle (its config.json is checked first) and no symlink out of
+    it or to a secret (:class:`~sdbox.errors.PublishError`); both are checked before anything
+    reaches the network. Key files and checkpoints in it are left out, and a warning names them:
+    they have no business next to a bundle.
     """
     folder = Path(folder)
     if not (folder / CONFIG_NAME).is_file():
         raise BundleError(f"{folder} holds no {CONFIG_NAME}: pass a folder written by `box.save_pretrained` or `sdbox wrap --out`.")
     read_config(folder / CONFIG_NAME)
-    keys = find_key_files(folder)
-    if keys:
-        warnings.warn(f"Leaving key file(s) {[p.name for p in keys][:5]} out of the upload: move them out of {folder}.", stacklevel=2)
+    plan = plan_upload(folder)
+    if plan.left_out:
+        shown = "; ".join(f"{name!r} ({kind})" for name, kind in list(plan.left_out.items())[:5])
+        warnings.warn(escaped(f"Leaving key file(s) out of the upload: {shown}. Move them out of {folder}."), stacklevel=2)
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(source)) for name, source in plan.files.items()]
     api = HfApi(token=token)
     repo = api.create_repo(repo_id, private=private, exist_ok=True)
-    return api.upload_folder(repo_id=repo.repo_id, folder_path=folder, commit_message=commit_message,
-                             ignore_patterns=upload_ignore_patterns(folder))
+    return api.create_commit(repo_id=repo.repo_id, operations=operations, commit_message=commit_message)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.nn as nn
@@ -36,7 +36,7 @@ def finite_number(value: Any) -> bool:
 def check_temperature(T: Any, name: str = "T") -> float:
     """A softmax temperature: finite and > 0 (T = inf makes every soft label uniform)."""
     if not finite_number(T) or not T > 0:
-        raise ValueError(f"Expected `{name}` to be a finite number > 0, but got {T!r}.")
+        raise InputError(f"Expected `{name}` to be a finite number > 0, but got {T!r}: pass e.g. {name}=4.")
     return float(T)
 
 
@@ -59,25 +59,69 @@ def check_reiterable(loader: Iterable, name: str = "loader") -> None:
 
 
 def first_batch(loader: Iterable, name: str = "loader") -> tuple[torch.Tensor, torch.Tensor]:
-    """The loader's first (x, y), validated: a clear error beats a traceback deep in torch."""
+    """The loader's first (x, y), validated: a clear error beats a traceback deep in torch.
+
+    Beyond :func:`check_batch` (the structure every batch must have), the values: finite, and not
+    raw 0–255 pixels (whole numbers ≥ 0 reaching past 1), which a model trained on normalised
+    inputs would take without complaint and answer wrongly.
+    """
     check_reiterable(loader, name)
     try:
         batch = next(iter(loader))
     except StopIteration:
         raise InputError(f"Expected `{name}` to yield at least one batch, but it is empty: check the dataset path and filters.") from None
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise InputError("Expected the loader to yield (images, labels) pairs, e.g. a DataLoader over an ImageFolder.")
-    x, y = batch[0], batch[1]
+    x, y = check_batch(batch, name)
+    if not torch.isfinite(x).all():
+        raise InputError(f"Expected finite pixel values, but the first batch of `{name}` holds NaN or infinite values: check the dataset and its transforms.")
+    if x.min() >= 0 and x.max() > 1 and torch.equal(x, x.round()):
+        raise InputError(
+            f"Expected normalised images, but the first batch of `{name}` holds whole numbers from {x.min():.0f} to {x.max():.0f}, "
+            "raw 0–255 pixels: add transforms.ToTensor() (which scales to [0, 1]) and Normalize(mean, std)."
+        )
+    return x, y
+
+
+def check_batch(batch: Any, name: str = "loader", image_shape: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch's structure: an (images, labels) pair of a float32 (N, C, H, W) tensor and int64
+    (or uint8) (N,) labels, N ≥ 1, and images of ``image_shape`` (C, H, W) when given (the first batch's).
+
+    Reads shapes and dtypes only, never values: no host-device sync, so it can run on every batch.
+    """
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        got = f"{len(batch)} items" if isinstance(batch, (tuple, list)) else f"a {type(batch).__name__}"
+        raise InputError(f"Expected `{name}` to yield (images, labels) pairs, e.g. a DataLoader over an ImageFolder, but a batch "
+                         f"holds {got}: return (image, label) from the dataset, or drop the rest in a collate_fn.")
+    x, y = batch
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
         raise InputError(
             "Expected image batches as float tensors of shape (N, C, H, W), but got "
             f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))} {getattr(x, 'dtype', '')}: add transforms.ToTensor() and Normalize."
         )
+    if x.dtype != torch.float32:
+        raise InputError(f"Expected float32 images, but `{name}` yields {x.dtype}: convert them with `.float()` "
+                         "(bf16 runs under autocast with `fast=FastPath(amp=True)`, on float32 inputs).")
     if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.is_floating_point():
         raise InputError(f"Expected integer class labels of shape (N,), but got {getattr(y, 'dtype', type(y))} {tuple(getattr(y, 'shape', ()))}.")
-    if not torch.isfinite(x).all():
-        raise InputError(f"Expected finite pixel values, but the first batch of `{name}` holds NaN or infinite values: check the dataset and its transforms.")
+    if y.dtype not in (torch.int64, torch.uint8):  # what cross-entropy takes as class indices
+        raise InputError(f"Expected class labels as int64 (or uint8), but `{name}` yields {y.dtype}: convert them with `.long()` "
+                         "in the dataset or a collate_fn.")
+    if len(x) != len(y) or len(x) == 0:
+        raise InputError(f"Expected as many labels as images (at least one), but a batch of `{name}` holds {len(x)} images "
+                         f"and {len(y)} labels: check the dataset's __getitem__ and the collate_fn.")
+    if image_shape is not None and tuple(x.shape[1:]) != tuple(image_shape):
+        raise InputError(f"Expected every image of `{name}` to have the first batch's shape {tuple(image_shape)}, but a later "
+                         f"batch has {tuple(x.shape[1:])}: resize and crop every image to one size in the transform.")
     return x, y
+
+
+def checked_batches(loader: Iterable, name: str = "loader") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The (x, y) batches of ``loader``, each checked by :func:`check_batch` against the first one's
+    image shape: a malformed batch mid-epoch is a named error, not a traceback from inside the model."""
+    image_shape = None
+    for batch in loader:
+        x, y = check_batch(batch, name, image_shape)
+        image_shape = tuple(x.shape[1:])
+        yield x, y
 
 
 def check_labels(y: torch.Tensor, num_classes: int, *, always: bool = False) -> None:
@@ -123,7 +167,15 @@ def check_trainable(model: nn.Module) -> None:
 
 
 def check_classifier(model: nn.Module, x: torch.Tensor) -> int:
-    """Run two images through ``model``; return the number of classes or raise InputError."""
+    """Run two images through ``model``; return the number of classes or raise InputError.
+
+    The model must be float32, like the key it is wrapped with: a float64 or bf16 model would fail
+    inside the key mixing (``lerp``) with a dtype error that names neither the model nor the fix.
+    """
+    dtypes = {str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32}
+    if dtypes:
+        raise InputError(f"Expected a float32 model, but some of its parameters are {', '.join(sorted(dtypes))}: call "
+                         "`model.float()` first (for bf16 speed, pass `fast=FastPath(amp=True)`: it autocasts a float32 model).")
     try:
         with torch.inference_mode(), eval_mode(model):
             out = model(x[:2])

@@ -4,14 +4,19 @@ Everything an owner (or a key holder) does, without writing a script: wrap a tra
 ImageFolder tree into a bundle and a key file kept apart, look at what a bundle publishes, check
 that a key opens a box (without printing it), publish a bundle with no key file in it, and
 distil a student from a box. Errors are one line naming the problem and the fix, exit code 1;
-usage errors exit 2 (argparse).
+usage errors exit 2 (argparse). Every flag, output path and value bound for config.json is
+checked before any training, with the rules the bundle loader applies, so that a wrap never
+trains for an hour and then fails to write, or writes a bundle sdbox itself refuses. Every line
+printed goes through :func:`~sdbox.terminal.escaped`: a bundle's strings are anyone's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,10 +27,13 @@ from torch.utils.data import DataLoader, Subset
 
 from . import architecture, distributed
 from .box import CONFIG_NAME, WEIGHTS_NAME, SafeBox, read_config
+from .config import BoxConfig
 from .data import balanced_picks, image_folder
-from .errors import InputError
+from .errors import BundleError, InputError, PublishError
 from .files import atomic_path, write_text
-from .key import Key, find_key_files
+from .key import BUNDLE_MARKERS, Key
+from .publish import find_secret_files, plan_upload
+from .terminal import escaped
 
 
 # ------------------------------------------------------------------------------------ models
@@ -56,16 +64,35 @@ def load_model(spec: str, *, pretrained: bool, weights: str | None, num_classes:
         raise InputError(f"Expected MODEL to be a timm or torchvision model name (`torchvision:NAME` where both have it), "
                          f"`hf-hub:ORG/NAME` or `local-dir:PATH`, but got {spec!r}.")
     if weights is not None:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(weights))
+        _load_weights(model, spec, weights, num_classes)
     return model, base
+
+
+def _load_weights(model: nn.Module, spec: str, weights: str, num_classes: int) -> None:
+    """Fill ``model`` from the ``--weights`` safetensors file, with errors that say which fix applies."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(
+            f"Expected --weights to be a safetensors state dict, but {weights} is not one ({str(e)[:120]}): convert a torch "
+            "checkpoint with `safetensors.torch.save_file(torch.load(PATH, weights_only=True), 'weights.safetensors')`."
+        ) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise InputError(f"The weights in {weights} do not fit {spec} with {num_classes} classes ({str(e).splitlines()[0][:200]}): "
+                         "pass the weights of this architecture, trained for the data's classes.") from None
 
 
 def data_transform(model: nn.Module, args: argparse.Namespace) -> Any:
     """timm's eval transform for ``model`` (its own data config, overridden by --input-size/--crop-pct/--mean/--std)."""
     from timm.data import create_transform, resolve_data_config
 
+    channels = args.input_size[0] if args.input_size else resolve_data_config({}, model=model)["input_size"][0]
+    check_preprocessing(args, channels)
     overrides = {k: v for k, v in (("input_size", args.input_size), ("crop_pct", args.crop_pct), ("mean", args.mean), ("std", args.std)) if v}
     return create_transform(**resolve_data_config(overrides, model=model))
 
@@ -94,22 +121,131 @@ def _limited(dataset: Any, limit: int | None, seed: int) -> Any:
     return Subset(dataset, balanced_picks(torch.tensor(dataset.targets), [limit], seed)[0].tolist())
 
 
-# ---------------------------------------------------------------------------------- commands
-def run_wrap(args: argparse.Namespace) -> int:
-    device = distributed.init_from_env(args.device)  # under torchrun: one wrap over all ranks
-    out, key_out = Path(args.out), Path(args.key_out)
+# ------------------------------------------------------------------------ checks before training
+def check_options(args: argparse.Namespace) -> None:
+    """The numeric flags and --device of wrap and distill, before anything is loaded."""
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0)):
+        if value < low:
+            raise InputError(f"Expected {flag} to be an integer ≥ {low}, but got {value}.")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"Expected --limit to be a number of training images ≥ 1, but got {args.limit}: leave it out to use them all.")
+    if not math.isfinite(args.lr) or args.lr <= 0:
+        raise InputError(f"Expected --lr to be a finite number > 0, but got {args.lr}.")
+    check_device(args.device)
+
+
+def check_device(name: str) -> None:
+    """A device this machine has: an unknown type (``tpu``) or a missing one (``cuda`` without a
+    GPU) would otherwise fail inside torch, after the data and model are loaded. Nothing is
+    allocated: under torchrun each rank chooses its GPU later, and a probe would hold GPU 0."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    have = ["cpu"] + (["cuda"] if gpus == 1 else [f"cuda:0…{gpus - 1}"] if gpus else [])
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise InputError(f"Expected --device to be one this machine has ({', '.join(have)}), but got {name!r} "
+                         f"({str(e).splitlines()[0][:80]}…).") from None
+    if device.type == "cpu":
+        return
+    backend = torch.backends.mps if device.type == "mps" else getattr(torch, device.type, None)
+    available = backend is not None and hasattr(backend, "is_available") and backend.is_available()
+    count = torch.cuda.device_count() if device.type == "cuda" and available else 1
+    if not available or (device.index or 0) >= count:
+        raise InputError(f"Expected --device to be one this machine has ({', '.join(have)}), but got {name!r}: "
+                         "pass one of those (the default picks cuda when there is one).")
+
+
+def check_preprocessing(args: argparse.Namespace, channels: int) -> None:
+    """--input-size, --crop-pct, --mean and --std against the model's channels and the bundle
+    loader's rules; timm broadcasts one mean or std value to every channel."""
+    for flag, values in (("--mean", args.mean), ("--std", args.std)):
+        if values is not None and len(values) not in (1, channels):
+            raise InputError(f"Expected {flag} to give 1 or {channels} values (one per input channel), but got {len(values)}: {values}.")
+    mean = tuple(args.mean) * (channels // len(args.mean)) if args.mean else (0.0,) * channels
+    std = tuple(args.std) * (channels // len(args.std)) if args.std else (1.0,) * channels
+    size = tuple(args.input_size) if args.input_size else (channels, 1, 1)
+    _check_for_config("--input-size", size, "3 positive integers C H W within the bounds of a key (C ≤ 64, H, W ≤ 2048)", input_size=size,
+                      mean=(0.0,) * size[0], std=(1.0,) * size[0])
+    _check_for_config("--mean", args.mean, "finite numbers", input_size=(channels, 1, 1), mean=mean, std=(1.0,) * channels)
+    _check_for_config("--std", args.std, "finite numbers > 0", input_size=(channels, 1, 1), mean=(0.0,) * channels, std=std)
+    _check_for_config("--crop-pct", args.crop_pct, "a number in (0, 2]", crop_pct=args.crop_pct)
+
+
+def check_card_metadata(license: str | None, dataset_name: str | None) -> None:
+    """--license and --dataset-name, checked with the bundle loader's rules before training: a
+    wrap that writes "CIFAR 10" trains, then leaves a bundle that inspect, verify and push refuse."""
+    _check_for_config("--license", license, "a Hub license identifier (letters, digits and `_ . - /`), e.g. `apache-2.0` or `mit`",
+                      license=license)
+    suggestion = re.sub(r"[^A-Za-z0-9_.\-/]+", "-", dataset_name or "").strip("-_./")
+    _check_for_config("--dataset-name", dataset_name, "a Hub dataset name (letters, digits and `_ . - /`), e.g. "
+                      + (f"`{suggestion}`" if suggestion else "`cifar10`"), datasets=[dataset_name] if dataset_name else None)
+
+
+def check_outputs(out: Path, key_out: Path, checkpoint_dir: str | None) -> None:
+    """Every path wrap will write, before training: an error found after an hour of training
+    loses the hour (and, once the key is written, the rerun refuses to overwrite it)."""
     if key_out.resolve().parent == out.resolve() or out.resolve() in key_out.resolve().parents:
         raise InputError(f"Expected --key-out outside --out, but {key_out} is inside {out}: uploading the bundle folder would publish the key.")
-    if key_out.exists():
+    if os.path.lexists(key_out):
         raise FileExistsError(f"Refusing to overwrite the key file {key_out}: it may open boxes you published. Choose another path.")
+    folders = [("--out", out), ("--key-out's folder", key_out.parent)]
+    if checkpoint_dir is not None:
+        folders.append(("--checkpoint-dir", Path(checkpoint_dir)))
+        if Path(checkpoint_dir).resolve() == out.resolve() or out.resolve() in Path(checkpoint_dir).resolve().parents:
+            raise InputError(f"Expected --checkpoint-dir outside --out, but {checkpoint_dir} is inside {out}: the checkpoint holds "
+                             "the key and the original model, and an interrupted wrap leaves it there. Choose another folder.")
+    for flag, folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"Expected {flag} to be a folder, but {folder} is a file: choose another path.")
+    bundle_files = [name for name in BUNDLE_MARKERS if (key_out.parent / name).exists()]
+    if bundle_files:
+        raise InputError(f"Expected --key-out outside any bundle folder, but {key_out.parent} holds {', '.join(bundle_files)}: "
+                         "uploading that folder would publish the key. Choose another folder.")
+    secrets = find_secret_files(out) if out.is_dir() else {}
+    if secrets:
+        raise InputError(f"Expected --out to hold no key or checkpoint, but {out} holds {sorted(secrets)[:3]}: uploading the bundle "
+                         "folder would publish them. Move them out, or choose another --out.")
+
+
+def check_label_names(classes: list[str]) -> None:
+    """The data's class folder names become the bundle's label_names: same rules as the loader's."""
+    _check_for_config("--data", classes, "2 to 100,000 class folders with names of at most 200 characters",
+                      num_classes=len(classes), label_names=list(classes))
+
+
+_STAND_IN = dict(architecture="stand_in", num_classes=2, input_size=(3, 1, 1), mean=(0.0,) * 3, std=(1.0,) * 3, key_fingerprint="0" * 64)
+
+
+def _check_for_config(flag: str, value: Any, expected: str, **fields: Any) -> None:
+    """Raise unless the bundle loader (:meth:`BoxConfig.validate`) accepts ``fields``, checked on a
+    stand-in config: the CLI then accepts exactly what a bundle may hold, whatever the rules become."""
+    if value is None:
+        return
+    try:
+        BoxConfig(**{**_STAND_IN, **fields}).validate(flag)
+    except BundleError:
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise InputError(f"Expected {flag} to be {expected}, but got {shown}: a bundle holding it would not load "
+                         "(`sdbox inspect`, `verify` and `push` refuse it).") from None
+
+
+# ---------------------------------------------------------------------------------- commands
+def run_wrap(args: argparse.Namespace) -> int:
+    check_options(args)
+    check_card_metadata(args.license, args.dataset_name)
+    out, key_out = Path(args.out), Path(args.key_out)
+    check_outputs(out, key_out, args.checkpoint_dir)
+    device = distributed.init_from_env(args.device)  # under torchrun: one wrap over all ranks
     train, _ = splits(args.data, None, None)
     num_classes = len(train.classes)
+    check_label_names(train.classes)
     model, base = load_model(args.model, pretrained=args.pretrained, weights=args.weights, num_classes=num_classes)
+    _check_for_config("MODEL's Hub id", base, "a Hub repo id (letters, digits and `_ . - /`)", base_model=base)
     train, held = splits(args.data, data_transform(model, args), args.limit)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
     val_loader = DataLoader(held, batch_size=args.batch_size, num_workers=args.workers) if held is not None else None
     if distributed.is_main_process():
-        print(f"wrapping {args.model} on {len(train)} images of {args.data} ({num_classes} classes) for {args.epochs} epoch(s)", file=sys.stderr)
+        _say(f"wrapping {args.model} on {len(train)} images of {args.data} ({num_classes} classes) for {args.epochs} epoch(s)", err=True)
     box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
                        max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
                        checkpoint_dir=args.checkpoint_dir)
@@ -120,9 +256,9 @@ def run_wrap(args: argparse.Namespace) -> int:
     box.key.save(key_out)  # first: a wrap whose key is lost is lost
     box.eval().save_pretrained(out)
     fid = box.box_config.fidelity
-    print(f"box: {out}  (clean top-1 {fid['clean_acc_before']:.2f}% → {fid['clean_acc_after']:.2f}%, keyed {fid['keyed_acc_after']:.2f}%)")
-    print(f"key: {key_out}  (fingerprint {box.key.fingerprint[:12]}…; keep it private and backed up)")
-    print(f"next: sdbox inspect {out}  |  sdbox push {out} ORG/NAME --private")
+    _say(f"box: {out}  (clean top-1 {fid['clean_acc_before']:.2f}% → {fid['clean_acc_after']:.2f}%, keyed {fid['keyed_acc_after']:.2f}%)",
+         f"key: {key_out}  (fingerprint {box.key.fingerprint[:12]}…; keep it private and backed up)",
+         f"next: sdbox inspect {out}  |  sdbox push {out} ORG/NAME --private")
     return 0
 
 
@@ -130,7 +266,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     folder = Path(args.box)
     config = read_config(_config_path(folder))
     if args.json:
-        print(json.dumps(config.to_json(), indent=2))
+        print(json.dumps(config.to_json(), indent=2))  # ensure_ascii: every control character is a \uXXXX escape
         return 0
     loadable = "plain timm: timm.create_model('local-dir:…' or 'hf-hub:…', pretrained=True)" if config.model_library == "timm" else (
         "sdbox: SafeBox.from_pretrained(path)" + ("" if config.model_library == "torchvision" else ", model_class=YourModel"))
@@ -147,20 +283,33 @@ def run_inspect(args: argparse.Namespace) -> int:
         f"report            {', '.join(sorted(config.report)) if config.report else '(no protection report run)'}",
         f"card metadata     license {config.license or 'unknown'}, base_model {config.base_model or '-'}, datasets {config.datasets or '-'}",
     ]
-    print("\n".join(lines))
-    keys = find_key_files(folder) if folder.is_dir() else []
-    if keys:
-        print(f"WARNING: {folder} holds key file(s) {[p.name for p in keys]}: move them out before uploading the folder.", file=sys.stderr)
+    _say(*lines)
+    _warn_about_secrets(folder)
     return 0
+
+
+def _warn_about_secrets(folder: Path) -> None:
+    """Say what in a bundle folder must not be published, and whether `sdbox push` would refuse it."""
+    if not folder.is_dir():
+        return
+    secrets = find_secret_files(folder)
+    if secrets:
+        shown = "; ".join(f"{name!r} ({kind})" for name, kind in list(secrets.items())[:5])
+        _say(f"WARNING: {folder} holds {len(secrets)} secret file(s): {shown}. Move them out before uploading the folder "
+             "(`sdbox push` leaves them out; `hf upload` would publish them).", err=True)
+    try:
+        plan_upload(folder)
+    except PublishError as e:
+        _say(f"WARNING: `sdbox push` would refuse this folder: {e}", err=True)
 
 
 def run_verify(args: argparse.Namespace) -> int:
     config = read_config(_config_path(Path(args.box)))
     key = Key.load(args.key)
     if key.shape != config.key_shape or key.fingerprint != config.key_fingerprint:
-        print(f"NO: this key (fingerprint {key.fingerprint[:12]}…) does not open {args.box} (expects {config.key_fingerprint[:12]}…).")
+        _say(f"NO: this key (fingerprint {key.fingerprint[:12]}…) does not open {args.box} (expects {config.key_fingerprint[:12]}…).")
         return 1
-    print(f"OK: this key opens {args.box} (fingerprint {key.fingerprint[:12]}…, λ = {key.lam}).")
+    _say(f"OK: this key opens {args.box} (fingerprint {key.fingerprint[:12]}…, λ = {key.lam}).")
     return 0
 
 
@@ -168,7 +317,7 @@ def run_push(args: argparse.Namespace) -> int:
     from .hub import push_folder
 
     commit = push_folder(args.box, args.repo, private=args.private, token=args.token)
-    print(f"pushed {args.box} to {args.repo} ({'private' if args.private else 'visibility as the Hub defaults'}): {commit.commit_url}")
+    _say(f"pushed {args.box} to {args.repo} ({'private' if args.private else 'visibility as the Hub defaults'}): {commit.commit_url}")
     return 0
 
 
@@ -177,6 +326,10 @@ def run_distill(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
     from .teacher import KeyedTeacher
 
+    check_options(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"Expected --out to be a folder, but {out} is a file: choose another path.")
     box = SafeBox.from_pretrained(args.box)
     config = box.box_config
     teacher = KeyedTeacher(box, Key.load(args.key)) if args.key else box
@@ -184,9 +337,8 @@ def run_distill(args: argparse.Namespace) -> int:
                                  {"in_chans": config.input_size[0]} if _is_timm(args.student) else None)
     train, held = splits(args.data, transform_of(config), args.limit)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=len(train) > args.batch_size, num_workers=args.workers)
-    print(f"distilling {args.student} from {args.box} ({'with the key' if args.key else 'WITHOUT a key: what anyone gets'})", file=sys.stderr)
+    _say(f"distilling {args.student} from {args.box} ({'with the key' if args.key else 'WITHOUT a key: what anyone gets'})", err=True)
     distill(student, teacher, loader, T=args.T, alpha=args.alpha, epochs=args.epochs, lr=args.lr, device=args.device, progress=not args.no_progress)
-    out = Path(args.out)
     with atomic_path(out / WEIGHTS_NAME) as tmp:
         from safetensors.torch import save_model
 
@@ -197,9 +349,15 @@ def run_distill(args: argparse.Namespace) -> int:
                                                                  if k not in ("first_conv", "classifier")}}, indent=2))
     if held is not None:
         acc = evaluate(student, DataLoader(held, batch_size=args.batch_size), device=args.device)["acc"]
-        print(f"student top-1 on {len(held)} held-out images: {acc:.2f}%")
-    print(f"student: {out}")
+        _say(f"student top-1 on {len(held)} held-out images: {acc:.2f}%")
+    _say(f"student: {out}")
     return 0
+
+
+def _say(*lines: str, err: bool = False) -> None:
+    """Print each line escaped (:func:`~sdbox.terminal.escaped`), to stdout or stderr."""
+    for line in lines:
+        print(escaped(line), file=sys.stderr if err else sys.stdout)
 
 
 def _is_timm(name: str) -> bool:
