@@ -11,7 +11,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -28,11 +31,12 @@ from .config import BoxConfig
 from .preprocessing import Normalization, resolve_normalization
 from .preprocessing import EvalPipeline, eval_pipeline, layer_names, resolve_label_names
 from .evaluate import evaluate
-from .errors import BundleError, SdboxError, WrongKeyError
-from .key import Key, find_key_files
+from .errors import BundleError, InputError, SdboxError, WrongKeyError
+from .key import Key
+from .publish import find_secret_files
 from .fastpath import FastPath
 from .checkpoint import CHECKPOINT_NAME
-from .files import atomic_path, write_text
+from .files import atomic_path, folder_lock, write_text
 from .inputs import check_batch_of_one, check_classifier, check_labels, check_trainable, finite_number, first_batch, split_holdout
 from .settings import SDBSettings
 from .wrap import WrapResult, fine_tune, saved_key
@@ -47,6 +51,9 @@ MAX_CONFIG_BYTES = 16 << 20  # a config with a full protection report is a few k
 # The smallest wrap that protected in our measurements (demo regime, issue 18: 12 epochs over
 # all 49,000 training images at lr 0.05; 2 and 6 epochs did not).
 PROTECTING_EPOCHS = 12
+# Models a wrap has turned into a box: wrap fine-tunes in place, so wrapping one again would
+# silently rewrite the first box's weights.
+_WRAPPED_MODELS: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 
 
 class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"]):
@@ -157,6 +164,11 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         device = torch.device(device)
         if not finite_number(max_accuracy_drop) or not 0 <= max_accuracy_drop <= 100:
             raise ValueError(f"Expected `max_accuracy_drop` in [0, 100] points, but got {max_accuracy_drop!r}.")
+        if model in _WRAPPED_MODELS:
+            raise InputError("This model is already a box's (wrap fine-tunes it in place, and the box holds it): wrapping it "
+                             "again would rewrite that box. Wrap a copy, `SafeBox.wrap(copy.deepcopy(model), ...)`.")
+        if checkpoint_dir is not None and os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
+            raise InputError(f"Expected `checkpoint_dir` to be a folder, but {checkpoint_dir} is a file: pass a folder path.")
         check_trainable(model)
         x, y = first_batch(loader)
         num_classes = check_classifier(model.to(device), x.to(device))
@@ -207,6 +219,7 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         config.validate("the wrapped model's description")
         box = cls(model, config)
         box.training = model.training  # the box's own flag only: the model keeps each submodule's mode
+        _WRAPPED_MODELS.add(model)
         box._key = key.with_norm(result.keyed_norm)  # what opens this box: κ, λ and the keyed normalisation
         box.wrap_result = result
         return box
@@ -234,21 +247,40 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         return result
 
     # ------------------------------------------------------------------------ save and load
-    def save_pretrained(self, save_directory: str | os.PathLike, *, allow_key_in_folder: bool = False, **kwargs: Any) -> str | None:
+    def save_pretrained(self, save_directory: str | os.PathLike, *, allow_key_in_folder: bool = False, push_to_hub: bool = False,
+                        repo_id: str | None = None, **kwargs: Any) -> str | None:
         """Write the bundle (config.json, model.safetensors, README.md) into ``save_directory``.
 
-        Refuses a folder that holds a key file (``*.key``, or any file with an sdbox key inside)
-        unless ``allow_key_in_folder=True``: uploading the folder would publish the key with it.
-        ``push_to_hub=True`` and :meth:`push_to_hub` upload without key files in any case.
+        Refuses a folder that holds a secret (a key file by name or content, a wrap checkpoint
+        under any name, a symlink to either) unless ``allow_key_in_folder=True``: uploading the
+        folder would publish it. The bundle is written whole into a hidden staging folder, then
+        moved in file by file, config.json last, under a lock on the folder: a full disk or a
+        crash leaves the previous bundle loadable (huggingface_hub's own ``save_pretrained``
+        deletes config.json first), and two saves into one folder never mix two boxes.
+        ``push_to_hub=True`` then pushes to ``repo_id`` (default: the folder's name), never a key file.
         """
-        keys = find_key_files(save_directory) if os.path.isdir(save_directory) else []
-        if keys and not allow_key_in_folder:
+        folder = Path(save_directory)
+        secrets = find_secret_files(folder) if folder.is_dir() else {}
+        if secrets and not allow_key_in_folder:
+            name, kind = next(iter(sorted(secrets.items())))
             raise FileExistsError(
-                f"Refusing to save the bundle into {save_directory}, which holds a key file ({keys[0].name}): uploading the "
-                "folder (`hf upload`, `HfApi().upload_folder`) would publish the key. Move the key out of it, save the "
+                f"Refusing to save the bundle into {folder}, which holds a secret ({name}: {kind}): uploading the "
+                "folder (`hf upload`, `HfApi().upload_folder`) would publish it. Move it out of the folder, save the "
                 "bundle elsewhere, or pass `allow_key_in_folder=True` if you really mean it."
             )
-        return super().save_pretrained(save_directory, **kwargs)
+        folder.mkdir(parents=True, exist_ok=True)
+        with folder_lock(folder):
+            staging = Path(tempfile.mkdtemp(prefix=".sdbox-save-", dir=folder))  # hidden: never uploaded
+            try:
+                self._save_pretrained(staging)
+                for name in (WEIGHTS_NAME, CARD_NAME, CONFIG_NAME):  # config last: it names the weights' checksum
+                    os.replace(staging / name, folder / name)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        if push_to_hub:
+            kwargs.pop("config", None), kwargs.pop("model_card_kwargs", None)
+            return self.push_to_hub(repo_id or folder.name, **kwargs)
+        return None
 
     def push_to_hub(self, repo_id: str, *, ignore_patterns: list[str] | str | None = None, **kwargs: Any) -> str:
         """Upload the bundle to the Hub in one commit (huggingface_hub's mixin), never a key file."""

@@ -26,7 +26,8 @@ from .inputs import length
 from .key import Key
 
 CHECKPOINT_NAME = "wrap_state.pt"
-_PARTS = ("model", "original", "random", "optimizer", "scheduler", "state", "key", "belongs_to")
+# What every wrap checkpoint holds (sdbox.publish recognises a copied checkpoint by these names).
+PARTS = ("model", "original", "random", "optimizer", "scheduler", "state", "key", "belongs_to")
 _START_OVER = "point `checkpoint_dir` at an empty folder to start over"
 
 
@@ -72,7 +73,7 @@ def load(path: Path) -> dict[str, Any]:
             f"{path} is not a readable wrap checkpoint ({type(e).__name__}; truncated or damaged?): "
             f"delete it, or {_START_OVER}."
         ) from None
-    if not isinstance(payload, dict) or any(part not in payload for part in _PARTS):
+    if not isinstance(payload, dict) or any(part not in payload for part in PARTS):
         raise CheckpointError(f"{path} was not written by this version of sdbox's wrap: delete it, or {_START_OVER}.")
     return payload
 

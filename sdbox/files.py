@@ -94,6 +94,20 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` itself (``flock`` on its descriptor: no file is left
+    behind) for the block: two processes writing one bundle take turns instead of interleaving."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def _create_unique(folder: Path, name: str, mode: int) -> tuple[int, Path]:
     """Open a new, never-before-existing file in ``folder``; retry on a name collision."""
     for _ in range(100):

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .checkpoint import _PARTS as CHECKPOINT_PARTS
+from .checkpoint import PARTS as CHECKPOINT_PARTS
 from .checkpoint import CHECKPOINT_NAME
 from .errors import PublishError
 from .key import is_key_file

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -357,6 +358,10 @@ def _resume(path: Path, payload: dict[str, Any], model, frozen, keyed, optimizer
     frozen.folded.clear()  # folded copies hold the old weights
     for k, v in payload["state"].items():
         setattr(state, k, v)
+    finished = " It had finished, so nothing is trained again." if state.epoch >= epochs else ""
+    warnings.warn(f"Resuming the wrap checkpointed in {path.parent}: {state.epoch} of {epochs} epochs done, with the key "
+                  f"{key.fingerprint[:12]}… it started with.{finished} Point `checkpoint_dir` at an empty folder to start over.",
+                  stacklevel=4)
     _rescale_schedule(scheduler, state.epoch * steps_per_epoch, epochs * steps_per_epoch)
 
 
