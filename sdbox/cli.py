@@ -9,6 +9,7 @@ key does not open the box), 2 a usage error. The error line is escaped
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import owner_cli, speed
@@ -31,6 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     except (SdboxError, ValueError, OSError) as e:  # sdbox's own and its argument checks: messages that name the fix
         print(escaped(f"sdbox {args.command}: error: {e}"), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line saying what was kept, and the shell's exit code for it
+        print(escaped(f"sdbox {args.command}: interrupted; {interrupted_note(args)}"), file=sys.stderr)
+        return 130
+
+
+def interrupted_note(args: argparse.Namespace) -> str:
+    """What an interrupted command kept, and how to go on."""
+    folder = getattr(args, "checkpoint_dir", None) or (getattr(args, "out", None) if args.command in ("demo", "benchmark") else None)
+    if folder and os.path.isdir(folder):
+        return f"{folder} keeps what was finished: rerun the same command to resume, or delete it to start over."
+    return "nothing was kept: rerun the command to start again."
 
 
 if __name__ == "__main__":

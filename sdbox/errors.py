@@ -33,7 +33,19 @@ class CheckpointError(SdboxError, ValueError):
 
 
 class FidelityError(SdboxError, RuntimeError):
-    """No wrapped epoch kept clean accuracy within ``max_accuracy_drop`` of the original."""
+    """No wrapped epoch kept clean accuracy within ``max_accuracy_drop`` of the original.
+
+    ``accuracy_before`` and ``closest`` (the epoch record nearest to passing) let an interface
+    say the fix in its own terms (the CLI names its flags, the API its arguments).
+    """
+
+    def __init__(self, message: str, *, accuracy_before: float = float("nan"), closest: dict | None = None):
+        super().__init__(message)
+        self.accuracy_before, self.closest = accuracy_before, closest or {}
+
+
+class SaveError(SdboxError, OSError):
+    """A finished wrap's key or bundle could not be written (a full disk, a permission); what was kept says how to finish."""
 
 
 class NonFiniteLossError(SdboxError, FloatingPointError):

@@ -25,11 +25,14 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 
-from . import architecture, distributed
+from safetensors import SafetensorError
+
+from . import architecture, checkpoint, distributed
+from .card import license_warning
 from .box import CONFIG_NAME, WEIGHTS_NAME, SafeBox, read_config
 from .config import BoxConfig
 from .data import balanced_picks, image_folder
-from .errors import BundleError, InputError, PublishError
+from .errors import BundleError, FidelityError, InputError, PublishError, SaveError
 from .files import atomic_path, write_text
 from .key import BUNDLE_MARKERS, Key
 from .publish import find_secret_files, plan_upload
@@ -234,7 +237,11 @@ def run_wrap(args: argparse.Namespace) -> int:
     check_options(args)
     check_card_metadata(args.license, args.dataset_name)
     out, key_out = Path(args.out), Path(args.key_out)
+    # Always checkpoint: Ctrl-C, a crash or a failed save then loses no finished epoch.
+    args.checkpoint_dir = args.checkpoint_dir or str(key_out.with_name(key_out.name + ".checkpoint"))
     check_outputs(out, key_out, args.checkpoint_dir)
+    if (out / CONFIG_NAME).exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already holds a bundle: pass --overwrite to replace it, or choose another --out.")
     device = distributed.init_from_env(args.device)  # under torchrun: one wrap over all ranks
     train, _ = splits(args.data, None, None)
     num_classes = len(train.classes)
@@ -246,15 +253,30 @@ def run_wrap(args: argparse.Namespace) -> int:
     val_loader = DataLoader(held, batch_size=args.batch_size, num_workers=args.workers) if held is not None else None
     if distributed.is_main_process():
         _say(f"wrapping {args.model} on {len(train)} images of {args.data} ({num_classes} classes) for {args.epochs} epoch(s)", err=True)
-    box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
-                       max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
-                       checkpoint_dir=args.checkpoint_dir)
+    try:
+        box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
+                           max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
+                           checkpoint_dir=args.checkpoint_dir, keep_checkpoint=True)
+    except FidelityError as e:
+        raise FidelityError(
+            f"No epoch kept accuracy within {args.max_accuracy_drop} points of the original ({e.accuracy_before:.2f}%): the closest "
+            f"was epoch {e.closest['epoch']} with clean {e.closest['clean_acc']:.2f}% and keyed {e.closest['keyed_acc']:.2f}%. "
+            f"Rerun with a larger --max-accuracy-drop, a lower --lr (now {args.lr}) or more --epochs (now {args.epochs}), after "
+            f"deleting {args.checkpoint_dir} (it belongs to these settings). Your model is unchanged.") from None
     if not distributed.is_main_process():
         return 0  # rank 0 writes the key and the bundle
     box.box_config.license, box.box_config.base_model = args.license, base
     box.box_config.datasets = [args.dataset_name] if args.dataset_name else None
-    box.key.save(key_out)  # first: a wrap whose key is lost is lost
-    box.eval().save_pretrained(out)
+    kept = f"the checkpoint in {args.checkpoint_dir} keeps the finished wrap: free the space and rerun the same command"
+    try:
+        box.key.save(key_out)  # first: a wrap whose key is lost is lost
+        box.eval().save_pretrained(out)
+    except (OSError, SafetensorError) as e:
+        raise SaveError(f"Could not write the key or the bundle ({e}); {kept} (it resumes without training).") from None
+    checkpoint.remove(checkpoint.checkpoint_path(args.checkpoint_dir), remove_folder=True)  # it holds the key: gone once both are safe
+    note = license_warning(box.box_config, fix="pass --license ID (e.g. apache-2.0)")
+    if note:
+        _say(f"sdbox wrap: warning: {note}", err=True)
     fid = box.box_config.fidelity
     _say(f"box: {out}  (clean top-1 {fid['clean_acc_before']:.2f}% → {fid['clean_acc_after']:.2f}%, keyed {fid['keyed_acc_after']:.2f}%)",
          f"key: {key_out}  (fingerprint {box.key.fingerprint[:12]}…; keep it private and backed up)",
@@ -339,14 +361,8 @@ def run_distill(args: argparse.Namespace) -> int:
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=len(train) > args.batch_size, num_workers=args.workers)
     _say(f"distilling {args.student} from {args.box} ({'with the key' if args.key else 'WITHOUT a key: what anyone gets'})", err=True)
     distill(student, teacher, loader, T=args.T, alpha=args.alpha, epochs=args.epochs, lr=args.lr, device=args.device, progress=not args.no_progress)
-    with atomic_path(out / WEIGHTS_NAME) as tmp:
-        from safetensors.torch import save_model
-
-        save_model(student.cpu(), str(tmp))
-    write_text(out / CONFIG_NAME, json.dumps({"architecture": args.student, "num_classes": config.num_classes,
-                                              "label_names": config.label_names, "teacher": args.box, "keyed": bool(args.key),
-                                              "pretrained_cfg": {k: v for k, v in config.to_json()["pretrained_cfg"].items()
-                                                                 if k not in ("first_conv", "classifier")}}, indent=2))
+    architecture.save_student(student.cpu(), out, architecture.box_data_config(config), label_names=config.label_names,
+                              provenance={"teacher": args.box, "keyed": bool(args.key)})
     if held is not None:
         acc = evaluate(student, DataLoader(held, batch_size=args.batch_size), device=args.device)["acc"]
         _say(f"student top-1 on {len(held)} held-out images: {acc:.2f}%")
@@ -374,8 +390,8 @@ def _config_path(folder: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------ parsers
-def _common(p: argparse.ArgumentParser, lr: float) -> None:
-    p.add_argument("--epochs", type=int, default=5)
+def _common(p: argparse.ArgumentParser, lr: float, epochs: int) -> None:
+    p.add_argument("--epochs", type=int, default=epochs, help=f"Epochs (default {epochs}).")
     p.add_argument("--lr", type=float, default=lr, help=f"Learning rate (default {lr}).")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, help="Use a class-balanced subset of this many training images (quick runs).")
@@ -394,15 +410,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="Your trained weights (a safetensors state dict) for a timm / torchvision MODEL name.")
     p.add_argument("--pretrained", action="store_true", help="Start from the library's pretrained weights for MODEL.")
     p.add_argument("--lam", type=float, default=0.5, help="Key mixing weight λ (default 0.5).")
-    p.add_argument("--max-accuracy-drop", type=float, default=1.0, help="Fidelity guard, in top-1 points (default 1.0).")
+    p.add_argument("--max-accuracy-drop", type=float, default=3.0, help="Fidelity guard, in top-1 points on the held-out images (default 3.0).")
+    p.add_argument("--overwrite", action="store_true", help="Replace a bundle already in --out.")
     p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="Override the model's input size.")
     p.add_argument("--crop-pct", type=float, help="Override the model's eval crop_pct.")
     p.add_argument("--mean", type=float, nargs="+", help="Override the model's normalisation mean.")
     p.add_argument("--std", type=float, nargs="+", help="Override the model's normalisation std.")
     p.add_argument("--license", help="License of the published weights, a Hub identifier (e.g. apache-2.0).")
     p.add_argument("--dataset-name", help="Name of the data, for the card (e.g. cifar10).")
-    p.add_argument("--checkpoint-dir", help="Resume an interrupted wrap from here (the checkpoint holds the key: guard it).")
-    _common(p, lr=0.01)
+    p.add_argument("--checkpoint-dir", help="Where the wrap checkpoints each epoch, so that an interrupted wrap resumes (default: "
+                   "KEY-OUT.checkpoint beside the key; it holds the key and the original model: guard it). Deleted once the key "
+                   "and the bundle are written.")
+    _common(p, lr=0.05, epochs=12)
+    p.epilog = ("Protection needs a budget: the defaults (12 epochs at lr 0.05 over your whole training set) are the smallest "
+                "wrap that protected in our measurements; shorter wraps did not (docs/benchmark.md).")
     p.set_defaults(run=run_wrap)
 
     p = sub.add_parser("inspect", help="Show what a bundle publishes: model, preprocessing, classes, fidelity, report.")
@@ -430,5 +451,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="Folder for the student's model.safetensors and config.json.")
     p.add_argument("--T", type=float, default=4.0, help="Distillation temperature.")
     p.add_argument("--alpha", type=float, default=0.9, help="Weight of the distillation term.")
-    _common(p, lr=1e-3)
+    _common(p, lr=1e-3, epochs=5)
     p.set_defaults(run=run_distill)

@@ -263,7 +263,8 @@ def _train(
             f"(now {settings.omega}) or `lr` (now {lr}), train more `epochs`, raise `lam` (now {settings.lam}; "
             "0.9 lets the keyed stream learn faster, at the cost of a key that random keys imitate more easily), "
             "or allow a larger `max_accuracy_drop`. Your model keeps its original weights; retry with an empty "
-            "`checkpoint_dir` if you change any of these."
+            "`checkpoint_dir` if you change any of these.",
+            accuracy_before=state.clean_acc_before, closest=best,
         )
     return state
 

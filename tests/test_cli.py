@@ -86,7 +86,7 @@ def test_distill_with_the_key_writes_a_student(wrapped_dir, tmp_path, capsys):
                  "--student", "test_resnet", "--out", str(tmp_path / "student"), *QUICK]) == 0
     assert "student top-1 on 20 held-out images" in capsys.readouterr().out
     config = json.loads((tmp_path / "student" / "config.json").read_text())
-    assert config["keyed"] is True and config["pretrained_cfg"]["mean"] == list(CIFAR10_MEAN)
+    assert config["sdbox_student"]["keyed"] is True and config["pretrained_cfg"]["mean"] == list(CIFAR10_MEAN)
     student = timm.create_model("test_resnet", num_classes=10)
     from safetensors.torch import load_model
 

@@ -1,0 +1,98 @@
+"""`sdbox wrap` as a careless user meets it: an existing bundle, a guard that refuses, a full disk, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sdbox import Key, SafeBox
+from sdbox.cli import main
+from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
+
+from conftest import DATA, REPO
+from test_cli import QUICK
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory) -> Path:
+    import timm
+    from timm.models import save_for_hf
+
+    if not (DATA / "train").is_dir():
+        pytest.skip(f"CIFAR-10 ImageFolder tree not found at {DATA}")
+    root = tmp_path_factory.mktemp("teacher")
+    torch.manual_seed(0)
+    teacher = timm.create_model("test_resnet", num_classes=10, pretrained_cfg_overlay=dict(
+        input_size=(3, 32, 32), crop_pct=1.0, interpolation="bilinear", mean=CIFAR10_MEAN, std=CIFAR10_STD))
+    save_for_hf(teacher, str(root), safe_serialization=True)
+    return root
+
+
+def wrap_args(teacher_dir: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return ["wrap", f"local-dir:{teacher_dir}", "--data", str(DATA), "--out", str(tmp_path / "out"),
+            "--key-out", str(tmp_path / "owner.key"), "--max-accuracy-drop", "100", "--license", "apache-2.0", *QUICK, *extra]
+
+
+def test_a_bundle_in_out_is_not_replaced_without_overwrite(teacher_dir, tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "config.json").write_text("{}")
+    assert main(wrap_args(teacher_dir, tmp_path)) == 1
+    assert "already holds a bundle: pass --overwrite" in capsys.readouterr().err
+    assert not (tmp_path / "owner.key").exists()  # refused before training and before the key
+
+
+def test_a_failed_save_keeps_the_checkpoint_and_a_rerun_finishes_without_training(teacher_dir, tmp_path, capsys, monkeypatch):
+    def full_disk(self, directory):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SafeBox, "_save_pretrained", full_disk)
+        assert main(wrap_args(teacher_dir, tmp_path)) == 1
+    err = capsys.readouterr().err
+    checkpoint = tmp_path / "owner.key.checkpoint"
+    assert "No space left" in err and f"the checkpoint in {checkpoint} keeps the finished wrap" in err
+    assert (checkpoint / "wrap_state.pt").is_file()
+    key = Key.load(tmp_path / "owner.key")  # the key was written before the bundle failed
+    (tmp_path / "owner.key").rename(tmp_path / "first.key")  # the rerun writes the same key anew
+    assert main(wrap_args(teacher_dir, tmp_path)) == 0
+    assert Key.load(tmp_path / "owner.key").fingerprint == key.fingerprint
+    assert not checkpoint.exists()  # deleted once the key and the bundle are safe
+    assert SafeBox.from_pretrained(tmp_path / "out").box_config.key_fingerprint == key.fingerprint
+
+
+def test_a_refusing_guard_names_the_cli_flags(teacher_dir, tmp_path, capsys, monkeypatch):
+    from sdbox.errors import FidelityError
+
+    def refuse(*args, **kwargs):
+        raise FidelityError("No epoch kept accuracy ... Lower `omega` ... empty `checkpoint_dir`",
+                            accuracy_before=70.0, closest={"epoch": 2, "clean_acc": 61.0, "keyed_acc": 64.0})
+
+    monkeypatch.setattr(SafeBox, "wrap", refuse)
+    assert main([*wrap_args(teacher_dir, tmp_path), "--lr", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert "closest was epoch 2 with clean 61.00%" in err and "--max-accuracy-drop" in err and "--lr (now 0.5)" in err
+    assert "omega" not in err and "`checkpoint_dir`" not in err and str(tmp_path / "owner.key.checkpoint") in err
+
+
+def test_ctrl_c_exits_130_with_one_line_saying_what_was_kept(teacher_dir, tmp_path):
+    args = wrap_args(teacher_dir, tmp_path)
+    args[args.index("--epochs") + 1] = "50"
+    process = subprocess.Popen([sys.executable, "-m", "sdbox", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    checkpoint = tmp_path / "owner.key.checkpoint" / "wrap_state.pt"
+    deadline = time.time() + 240
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("sdbox wrap: interrupted;") and "rerun the same command to resume" in lines[-1]
+    assert "Traceback" not in err
