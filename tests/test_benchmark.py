@@ -284,5 +284,6 @@ def test_demo_and_benchmark_cli_parse():
     assert demo.run is cli.run_demo_cli and demo.out == "x" and demo.threads == 1 and demo.teacher == "t.safetensors"
     bench = parser.parse_args(["benchmark", "--preset", "paper", "--data", "d"])
     assert bench.run is cli.run_benchmark_cli and (bench.preset, bench.seeds, bench.data) == ("paper", 3, "d")
+    assert parser.parse_args(["benchmark", "--preset", "gpu"]).preset == "gpu"
     with pytest.raises(SystemExit):
-        parser.parse_args(["benchmark", "--preset", "gpu"])
+        parser.parse_args(["benchmark", "--preset", "demo"])  # the demo has its own command

@@ -31,7 +31,7 @@ def test_a_key_is_not_saved_into_a_bundle_folder_unless_asked(wrapped, bundle):
 def test_a_bundle_is_not_saved_into_a_folder_holding_a_key(wrapped, tmp_path):
     folder = tmp_path / "mixed"
     wrapped.key.save(folder / "secret.bin")  # any name: found by its content
-    with pytest.raises(FileExistsError, match=r"holds a key file \(secret.bin\).*allow_key_in_folder=True"):
+    with pytest.raises(FileExistsError, match=r"holds a secret \(secret.bin: an sdbox key\).*allow_key_in_folder=True"):
         wrapped.save_pretrained(folder)
     assert not (folder / "config.json").exists()
     wrapped.save_pretrained(folder, allow_key_in_folder=True)

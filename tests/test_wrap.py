@@ -174,7 +174,7 @@ def test_fidelity_guard_keeps_the_most_disturbed_qualifying_epoch(pretrained, tr
     import sdbox.wrap as wrap_module
 
     script = iter([
-        {"acc": 60.0},                                      # the original, before wrapping
+        {"acc": 60.0, "images": 50},                        # the original, before wrapping
         {"acc": 60.0, "divergence": 0.1}, {"acc": 60.0},    # epoch 1: clean (+divergence), keyed
         {"acc": 50.0, "divergence": 0.9}, {"acc": 60.0},    # epoch 2: most disturbed, 10 points lost
         {"acc": 59.5, "divergence": 0.3}, {"acc": 59.5},    # epoch 3: qualifies, most disturbed
@@ -341,10 +341,10 @@ def test_wrap_hands_the_model_back_in_the_mode_it_came_in(pretrained, train_ds, 
     box = SafeBox.wrap(pretrained, make_loader(train_ds, n=50), val_loader=make_loader(test_ds, n=50), epochs=1,
                        max_accuracy_drop=100, device="cpu", progress=False, **NORM)
     assert [m.training for m in pretrained.modules()] == modes and box.model is pretrained
-    pretrained.train()
-    box = SafeBox.wrap(pretrained, make_loader(train_ds, n=50), val_loader=make_loader(test_ds, n=50), epochs=1,
+    other = copy.deepcopy(pretrained).train()  # a model that is already a box's is refused: wrap a copy
+    box = SafeBox.wrap(other, make_loader(train_ds, n=50), val_loader=make_loader(test_ds, n=50), epochs=1,
                        max_accuracy_drop=100, device="cpu", progress=False, **NORM)
-    assert pretrained.training and box.training
+    assert other.training and box.training
 
 
 # --------------------------------------------------------------------------- non-finite losses
