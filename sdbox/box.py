@@ -296,7 +296,7 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
         weights = save_directory / WEIGHTS_NAME
         with atomic_path(weights) as tmp:
             save_model(self.model, str(tmp))
-        self.box_config.weights_sha256 = _sha256(weights)
+        self.box_config.weights_sha256 = file_sha256(weights)
         write_text(save_directory / CONFIG_NAME, json.dumps(self.box_config.to_json(), indent=2))
         write_text(save_directory / CARD_NAME, model_card(self.box_config, self.report_markdown, repo_id=self._card_repo_id))
 
@@ -359,7 +359,7 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
 
         config = read_config(fetch(CONFIG_NAME))
         weights_path = fetch(WEIGHTS_NAME)
-        if config.weights_sha256 is not None and _sha256(weights_path) != config.weights_sha256:
+        if config.weights_sha256 is not None and file_sha256(weights_path) != config.weights_sha256:
             raise BundleError(f"{weights_path} does not match the checksum in config.json: the weights file is damaged or was replaced; download the bundle again.")
         if model is None:
             model = build_model(config, weights_path, model_class)
@@ -437,7 +437,8 @@ def load_weights(model: nn.Module, path: Path, architecture_name: str, map_locat
         raise BundleError(f"The weights in {path} do not fit the model {architecture_name}: {str(e).splitlines()[0][:300]}. Pass the matching `model=`.") from None
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (what config.json's `weights_sha256` records)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 
 from . import architecture, checkpoint, distributed
 from .card import license_warning
-from .box import CONFIG_NAME, WEIGHTS_NAME, SafeBox, read_config
+from .box import CONFIG_NAME, WEIGHTS_NAME, SafeBox, file_sha256, read_config
 from .config import BoxConfig
 from .data import balanced_picks, image_folder
 from .errors import BundleError, FidelityError, InputError, PublishError, SaveError
@@ -331,7 +331,17 @@ def run_verify(args: argparse.Namespace) -> int:
     if key.shape != config.key_shape or key.fingerprint != config.key_fingerprint:
         _say(f"NO: this key (fingerprint {key.fingerprint[:12]}…) does not open {args.box} (expects {config.key_fingerprint[:12]}…).")
         return 1
-    _say(f"OK: this key opens {args.box} (fingerprint {key.fingerprint[:12]}…, λ = {key.lam}).")
+    weights = Path(args.box) / WEIGHTS_NAME
+    if not weights.is_file():
+        _say(f"NO: {args.box} has no {WEIGHTS_NAME}: download the bundle again.")
+        return 1
+    if config.weights_sha256 is not None and file_sha256(weights) != config.weights_sha256:
+        _say(f"NO: {weights} does not match the checksum in {CONFIG_NAME}: the weights were changed or damaged; download the bundle again.")
+        return 1
+    if config.keyed_norm and key.norm is None:
+        _say(f"NO: {args.box} was wrapped with keyed normalisation, but {args.key} carries none: use the key file its wrap wrote.")
+        return 1
+    _say(f"OK: this key opens {args.box} (fingerprint {key.fingerprint[:12]}…, λ = {key.lam}), and its weights match their checksum.")
     return 0
 
 

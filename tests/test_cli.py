@@ -20,18 +20,24 @@ from conftest import DATA
 QUICK = ["--limit", "60", "--epochs", "1", "--batch-size", "20", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def wrapped_dir(tmp_path_factory) -> Path:
-    """`sdbox wrap local-dir:TEACHER` of a timm resnet18 whose config says CIFAR-10 preprocessing."""
+def save_teacher(folder: Path, architecture: str) -> Path:
+    """A seeded timm model whose config says CIFAR-10 preprocessing, saved as a `local-dir:` folder."""
     from timm.models import save_for_hf
 
     if not (DATA / "train").is_dir():
         pytest.skip(f"CIFAR-10 ImageFolder tree not found at {DATA}")
-    root = tmp_path_factory.mktemp("cli")
     torch.manual_seed(0)
-    teacher = timm.create_model("resnet18", num_classes=10, pretrained_cfg_overlay=dict(
+    teacher = timm.create_model(architecture, num_classes=10, pretrained_cfg_overlay=dict(
         input_size=(3, 32, 32), crop_pct=1.0, interpolation="bilinear", mean=CIFAR10_MEAN, std=CIFAR10_STD))
-    save_for_hf(teacher, str(root / "teacher"), safe_serialization=True)
+    save_for_hf(teacher, str(folder), safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def wrapped_dir(tmp_path_factory) -> Path:
+    """`sdbox wrap local-dir:TEACHER` of a timm resnet18 whose config says CIFAR-10 preprocessing."""
+    root = tmp_path_factory.mktemp("cli")
+    save_teacher(root / "teacher", "resnet18")
     code = main(["wrap", f"local-dir:{root / 'teacher'}", "--data", str(DATA), "--out", str(root / "out"),
                  "--key-out", str(root / "owner.key"), "--max-accuracy-drop", "100", "--license", "apache-2.0",
                  "--dataset-name", "cifar10", *QUICK])
@@ -68,6 +74,19 @@ def test_verify_says_whether_a_key_opens_the_box_without_printing_it(wrapped_dir
     other = Key.generate(key.shape, key.lam).save(tmp_path / "other.key")
     assert main(["verify", str(wrapped_dir / "out"), "--key", str(other)]) == 1
     assert capsys.readouterr().out.startswith("NO")
+
+
+def test_verify_refuses_a_bundle_whose_weights_fail_their_checksum(wrapped_dir, tmp_path, capsys):
+    import shutil
+
+    changed = tmp_path / "changed"
+    shutil.copytree(wrapped_dir / "out", changed)
+    raw = bytearray((changed / "model.safetensors").read_bytes())
+    raw[-1] ^= 1  # one bit of one weight
+    (changed / "model.safetensors").write_bytes(bytes(raw))
+    assert main(["verify", str(changed), "--key", str(wrapped_dir / "owner.key")]) == 1
+    said = capsys.readouterr().out
+    assert said.startswith("NO") and "model.safetensors does not match the checksum" in said
 
 
 def test_push_uploads_the_bundle_without_the_key(wrapped_dir, fake_hub, tmp_path, capsys):

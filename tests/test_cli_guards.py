@@ -10,29 +10,17 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from sdbox import Key, SafeBox
 from sdbox.cli import main
-from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 
 from conftest import DATA, REPO
-from test_cli import QUICK
+from test_cli import QUICK, save_teacher
 
 
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory) -> Path:
-    import timm
-    from timm.models import save_for_hf
-
-    if not (DATA / "train").is_dir():
-        pytest.skip(f"CIFAR-10 ImageFolder tree not found at {DATA}")
-    root = tmp_path_factory.mktemp("teacher")
-    torch.manual_seed(0)
-    teacher = timm.create_model("test_resnet", num_classes=10, pretrained_cfg_overlay=dict(
-        input_size=(3, 32, 32), crop_pct=1.0, interpolation="bilinear", mean=CIFAR10_MEAN, std=CIFAR10_STD))
-    save_for_hf(teacher, str(root), safe_serialization=True)
-    return root
+    return save_teacher(tmp_path_factory.mktemp("teacher"), "test_resnet")
 
 
 def wrap_args(teacher_dir: Path, tmp_path: Path, *extra: str) -> list[str]:
