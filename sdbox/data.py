@@ -33,8 +33,13 @@ def image_folder(root: str | os.PathLike, transform=None) -> Dataset:
     from torchvision.datasets import ImageFolder
 
     root = Path(root)
+    layout = "expected ROOT/<class>/<image> with one folder per class (e.g. ../shared/data/cifar10/train/airplane/0001.jpg)"
     if not root.is_dir():
-        raise InputError(f"No image folder at {root}: expected ROOT/<class>/<image> (e.g. ../shared/data/cifar10/train).")
+        raise InputError(f"No image folder at {root}: {layout}.")
+    classes = [entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith(".")]
+    if len(classes) < 2:
+        found = f"one class folder ({classes[0]})" if classes else "no class folders"
+        raise InputError(f"{root} holds {found}: a classifier needs at least two; {layout}.")
     return ImageFolder(str(root), transform=transform)
 
 

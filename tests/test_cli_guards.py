@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sdbox import Key, SafeBox
+from sdbox import InputError, Key, SafeBox
 from sdbox.cli import main
 
 from conftest import DATA, REPO
@@ -84,3 +84,15 @@ def test_ctrl_c_exits_130_with_one_line_saying_what_was_kept(teacher_dir, tmp_pa
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines[-1].startswith("sdbox wrap: interrupted;") and "rerun the same command to resume" in lines[-1]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("classes", [[], ["cat"]])
+def test_a_folder_without_two_class_folders_shows_the_layout(tmp_path, classes):
+    from sdbox.data import image_folder
+
+    for name in classes:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "0001.jpg").write_bytes(b"")
+    (tmp_path / "stray.jpg").write_bytes(b"")
+    with pytest.raises(InputError, match=r"at least two; expected ROOT/<class>/<image>"):
+        image_folder(tmp_path)
