@@ -35,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("benchmark", help="Measure what a box protects: the SDB paper's CIFAR-10 tables, with paired intervals.")
     gpu_s, gpu_slow_s = (estimate(GPU, 3, utilisation=u).total_s for u in (UTILISATION, UTILISATION / 2))
     bench.add_argument("--preset", choices=sorted(p for p in PRESETS if p != "demo"), default="cpu",
-                       help="cpu: data-limited, ~45 min on 2 CPU cores with --teacher (measured), ~80 min when it trains the teacher first; "
+                       help="cpu: data-limited, the 12-epoch wrap that protects; 55 min measured on 2 shared CPU cores, teacher included; "
                             f"gpu: the cpu recipe with a ResNet-18 teacher, ≈ {gpu_s / 60:.1f} min on one H100/H200 with 3 seeds, teacher "
                             f"included (estimated at {UTILISATION * 100:.0f}%% of bf16 peak, ≈ {gpu_slow_s / 60:.1f} min at half that; never run: "
                             "docs/gpu.md); gpu-smoke: the gpu preset's code path in seconds; paper: ResNet-18, full data, 200 epochs (GPU).")
@@ -43,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _common(bench, "runs/benchmark")
     bench.set_defaults(run=run_benchmark_cli)
 
-    demo = sub.add_parser("demo", help="The whole story (teacher, box, students without and with the key) in ~5 CPU minutes.")
+    demo = sub.add_parser("demo", help="Every step (teacher, box, students without and with the key, a fresh key) in about 7 min on 2 CPU cores; its 2-epoch wrap is too short to protect.")
     _common(demo, "runs/demo")
     demo.set_defaults(run=run_demo_cli)
 
