@@ -387,7 +387,48 @@ def build_model(config: BoxConfig, weights_path: Path, model_class: Callable[...
     if needed > weights_path.stat().st_size:
         raise BundleError(f"config.json describes a {config.architecture} of {needed:,} bytes of weights, but {weights_path.name} holds "
                           f"{weights_path.stat().st_size:,}: its model_args do not describe these weights. {_RESTORE_BUNDLE}")
+    # Buffers that are not saved (attention-bias tables, position indices) are sized by model_args
+    # alone, and so are the activations of one forward: both are bounded before anything is allocated.
+    unsaved = sum(b.numel() * b.element_size() for b in probe.buffers()) - sum(
+        t.numel() * t.element_size() for name, t in probe.state_dict().items() if name not in dict(probe.named_parameters()))
+    if unsaved > MAX_UNSAVED_BUFFER_BYTES:
+        raise BundleError(f"config.json's model_args make {config.architecture} declare {unsaved:,} bytes of buffers that no weights file "
+                          f"holds, more than sdbox allows ({MAX_UNSAVED_BUFFER_BYTES:,}). {_RESTORE_BUNDLE}")
+    activations = _meta_activation_bytes(probe, tuple(config.input_size))
+    if activations > MAX_ACTIVATION_BYTES:
+        raise BundleError(f"config.json's model_args make one {config.input_size} input of {config.architecture} produce {activations:,} "
+                          f"bytes of activations, more than sdbox allows ({MAX_ACTIVATION_BYTES:,}). {_RESTORE_BUNDLE}")
     return build()
+
+
+# Ceilings for what a bundle's model_args alone can make sdbox allocate: far above any image
+# classifier sdbox wraps (summed over every op, one image of a ViT-L/16 at 384 px makes a few GB).
+MAX_UNSAVED_BUFFER_BYTES = 256 << 20
+MAX_ACTIVATION_BYTES = 16 << 30
+
+
+def _meta_activation_bytes(model: nn.Module, input_size: tuple[int, ...]) -> int:
+    """Bytes of every tensor one forward of one input makes (every op, functional ones included;
+    an upper bound of the peak), on the meta device: nothing is allocated. 0 when the model cannot
+    run on meta tensors (then only the weights bound it)."""
+    from torch.overrides import TorchFunctionMode
+
+    class Counting(TorchFunctionMode):
+        total = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for tensor in (out if isinstance(out, (tuple, list)) else [out]):
+                if isinstance(tensor, torch.Tensor):
+                    Counting.total += tensor.numel() * tensor.element_size()
+            return out
+
+    try:
+        with torch.no_grad(), Counting():
+            model.eval()(torch.empty((1, *input_size), device="meta"))
+    except Exception:  # an op without a meta kernel: the check cannot run, the weights bound still holds
+        return 0
+    return Counting.total
 
 
 _RESTORE_BUNDLE = "the bundle is damaged or was edited; download it again, or pass the matching `model=`."
