@@ -75,6 +75,10 @@ def load(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict) or any(part not in payload for part in PARTS):
         raise CheckpointError(f"{path} was not written by this version of sdbox's wrap: delete it, or {_START_OVER}.")
+    state = payload["state"]
+    if not (isinstance(state, dict) and isinstance(state.get("epoch"), int) and isinstance(state.get("epochs"), list)
+            and isinstance(payload["belongs_to"], dict) and isinstance(payload["key"], dict)):
+        raise CheckpointError(f"{path} holds a damaged wrap state (its epoch count, records or identity): delete it, or {_START_OVER}.")
     return payload
 
 

@@ -164,6 +164,10 @@ class BoxConfig:
         _check(isinstance(self.fidelity, dict) and all(isinstance(k, str) and finite_number(v) for k, v in self.fidelity.items()),
                source, "fidelity", "a map of names to finite numbers", self.fidelity)
         _check(self.report is None or isinstance(self.report, dict), source, "report", "an object or null", self.report)
+        evaluation = (self.report or {}).get("evaluation")
+        _check(evaluation is None or (isinstance(evaluation, dict) and all(
+            isinstance(k, str) and finite_number(v) for k, v in evaluation.items())), source, "report.evaluation",
+            "a map of names to finite numbers", evaluation)
         _check(self.interpolation is None or self.interpolation in _INTERPOLATIONS, source, "interpolation",
                f"one of {list(_INTERPOLATIONS)}", self.interpolation)
         _check(self.crop_pct is None or (finite_number(self.crop_pct) and 0 < self.crop_pct <= 2), source, "crop_pct",

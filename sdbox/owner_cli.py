@@ -32,7 +32,7 @@ from .card import license_warning
 from .box import CONFIG_NAME, WEIGHTS_NAME, SafeBox, file_sha256, read_config
 from .config import BoxConfig
 from .data import balanced_picks, image_folder
-from .errors import BundleError, FidelityError, InputError, PublishError, SaveError
+from .errors import BundleError, FidelityError, InputError, PublishError, SaveError, SdboxError
 from .files import atomic_path, write_text
 from .key import BUNDLE_MARKERS, Key
 from .publish import find_secret_files, plan_upload
@@ -184,12 +184,26 @@ def check_card_metadata(license: str | None, dataset_name: str | None) -> None:
                       + (f"`{suggestion}`" if suggestion else "`cifar10`"), datasets=[dataset_name] if dataset_name else None)
 
 
+def finishing_wrap(key_out: Path, checkpoint_dir: str | None) -> bool:
+    """Whether ``key_out`` holds the very key of the wrap checkpointed in ``checkpoint_dir``: a
+    rerun after a save that failed past the key then finishes that wrap instead of refusing."""
+    from .wrap import saved_key
+
+    if checkpoint_dir is None or not key_out.is_file():
+        return False
+    try:
+        stored = saved_key(checkpoint_dir)
+        return stored is not None and Key.load(key_out).fingerprint == stored.fingerprint
+    except (SdboxError, OSError, ValueError):
+        return False
+
+
 def check_outputs(out: Path, key_out: Path, checkpoint_dir: str | None) -> None:
     """Every path wrap will write, before training: an error found after an hour of training
     loses the hour (and, once the key is written, the rerun refuses to overwrite it)."""
     if key_out.resolve().parent == out.resolve() or out.resolve() in key_out.resolve().parents:
         raise InputError(f"Expected --key-out outside --out, but {key_out} is inside {out}: uploading the bundle folder would publish the key.")
-    if os.path.lexists(key_out):
+    if os.path.lexists(key_out) and not finishing_wrap(key_out, checkpoint_dir):
         raise FileExistsError(f"Refusing to overwrite the key file {key_out}: it may open boxes you published. Choose another path.")
     folders = [("--out", out), ("--key-out's folder", key_out.parent)]
     if checkpoint_dir is not None:
@@ -269,7 +283,7 @@ def run_wrap(args: argparse.Namespace) -> int:
     box.box_config.datasets = [args.dataset_name] if args.dataset_name else None
     kept = f"the checkpoint in {args.checkpoint_dir} keeps the finished wrap: free the space and rerun the same command"
     try:
-        box.key.save(key_out)  # first: a wrap whose key is lost is lost
+        box.key.save(key_out, overwrite=finishing_wrap(key_out, args.checkpoint_dir))  # first: a wrap whose key is lost is lost
         box.eval().save_pretrained(out)
     except (OSError, SafetensorError) as e:
         raise SaveError(f"Could not write the key or the bundle ({e}); {kept} (it resumes without training).") from None

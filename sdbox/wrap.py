@@ -21,7 +21,7 @@ from .errors import CheckpointError, FidelityError, InputError, NonFiniteLossErr
 from .evaluate import evaluate
 from .fastpath import FastPath
 from .frozen import FrozenModels, is_channels_last
-from .inputs import batch_of_one_message, check_batch_of_one, check_labels, finite_number, has_batchnorm, length
+from .inputs import batch_of_one_message, check_batch_of_one, check_labels, checked_batches, finite_number, has_batchnorm, length
 from .key import Key
 from .progress import progress_bar
 from .restoring import modes_kept
@@ -206,7 +206,7 @@ def _train(
         distributed.set_epoch(loader, epoch)
         sums: dict[str, torch.Tensor] = {}
         steps = 0
-        bar = progress_bar(loader, total=steps_per_epoch, desc=f"wrap epoch {epoch + 1}/{epochs}", enabled=progress)
+        bar = progress_bar(checked_batches(loader), total=steps_per_epoch, desc=f"wrap epoch {epoch + 1}/{epochs}", enabled=progress)
         for x, y in bar:
             if needs_pairs and len(x) < 2:
                 raise InputError(batch_of_one_message())
