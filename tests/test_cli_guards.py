@@ -95,3 +95,36 @@ def test_a_folder_without_two_class_folders_shows_the_layout(tmp_path, classes):
     (tmp_path / "stray.jpg").write_bytes(b"")
     with pytest.raises(InputError, match=r"at least two; expected ROOT/<class>/<image>"):
         image_folder(tmp_path)
+
+
+@pytest.mark.parametrize("point", ["after the first epoch's checkpoint", "at the key", "mid-bundle"])
+def test_a_wrap_killed_at_any_file_writing_point_finishes_on_rerun_with_nothing_lost(teacher_dir, tmp_path, monkeypatch, point):
+    """Fault injection: the rerun of the same command resumes or finishes, the key opens the
+    bundle, the checkpoint is gone, and no secret sits in the bundle folder."""
+    import sdbox.wrap as wrap_module
+    from sdbox.publish import find_secret_files
+
+    args = wrap_args(teacher_dir, tmp_path)
+    args[args.index("--epochs") + 1] = "2"
+    real_checkpoint, real_key_save = wrap_module._save_checkpoint, Key.save
+
+    def checkpoint_then_die(*a, **k):
+        real_checkpoint(*a, **k)
+        raise KeyboardInterrupt
+
+    def fail(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        if point == "after the first epoch's checkpoint":
+            patch.setattr(wrap_module, "_save_checkpoint", checkpoint_then_die)
+            assert main(args) == 130  # Ctrl-C's exit code
+        else:
+            patch.setattr(*((Key, "save", fail) if point == "at the key" else (SafeBox, "_save_pretrained", fail)))
+            assert main(args) == 1
+    assert (tmp_path / "owner.key.checkpoint" / "wrap_state.pt").is_file()  # what was finished is kept
+    assert main(args) == 0
+    key = Key.load(tmp_path / "owner.key")
+    assert key.norm is not None and SafeBox.from_pretrained(tmp_path / "out").box_config.key_fingerprint == key.fingerprint
+    assert not (tmp_path / "owner.key.checkpoint").exists() and not find_secret_files(tmp_path / "out")
+    assert Key.save is real_key_save
