@@ -90,14 +90,52 @@ def _load_weights(model: nn.Module, spec: str, weights: str, num_classes: int) -
                          "pass the weights of this architecture, trained for the data's classes.") from None
 
 
-def data_transform(model: nn.Module, args: argparse.Namespace) -> Any:
-    """timm's eval transform for ``model`` (its own data config, overridden by --input-size/--crop-pct/--mean/--std)."""
+def data_transform(model: nn.Module, args: argparse.Namespace, image_size: tuple[int, int] | None = None) -> Any:
+    """timm's eval transform for ``model`` (its own data config, overridden by --input-size/--crop-pct/--mean/--std).
+
+    Without --input-size, images that all share one ``image_size`` are taken at that size
+    (no crop): a library's ImageNet default (224 px) would score CIFAR-sized images at chance.
+    """
     from timm.data import create_transform, resolve_data_config
 
-    channels = args.input_size[0] if args.input_size else resolve_data_config({}, model=model)["input_size"][0]
+    default = resolve_data_config({}, model=model)["input_size"]
+    channels = args.input_size[0] if args.input_size else default[0]
     check_preprocessing(args, channels)
+    if not args.input_size and image_size is not None and tuple(default[1:]) != image_size:
+        args.input_size = [channels, *image_size]
+        args.crop_pct = args.crop_pct or 1.0
+        _say(f"input size {args.input_size} from the data (every image is {image_size[1]}×{image_size[0]} px; "
+             f"the model's default is {list(default)}): pass --input-size to choose another", err=True)
     overrides = {k: v for k, v in (("input_size", args.input_size), ("crop_pct", args.crop_pct), ("mean", args.mean), ("std", args.std)) if v}
     return create_transform(**resolve_data_config(overrides, model=model))
+
+
+def shared_image_size(dataset: Any, sample: int = 50) -> tuple[int, int] | None:
+    """(H, W) when the first ``sample`` images of an ImageFolder all have it (read from their headers), else None."""
+    from PIL import Image
+
+    sizes = set()
+    for path, _ in dataset.samples[:: max(1, len(dataset.samples) // sample)][:sample]:
+        with Image.open(path) as image:
+            sizes.add((image.height, image.width))
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def check_not_at_chance(model: nn.Module, loader: Any, num_classes: int, device: str, args: argparse.Namespace, batches: int = 8) -> None:
+    """Refuse to wrap an original that scores near chance on the owner's images: its preprocessing
+    (size, mean/std) is almost certainly not the one it was trained with, and a box of it is useless."""
+    from .evaluate import evaluate
+
+    if args.allow_low_accuracy:
+        return
+    some = [batch for _, batch in zip(range(batches), loader)]
+    accuracy = evaluate(model.to(device), some, device=device)["acc"]
+    chance = 100.0 / num_classes
+    if accuracy < 1.5 * chance:
+        raise InputError(
+            f"The original model scores {accuracy:.1f}% on {sum(len(y) for _, y in some)} of your images, near chance "
+            f"({chance:.1f}%): the preprocessing is probably not the one it was trained with. Check --input-size, --mean and "
+            "--std (and --weights), or pass --allow-low-accuracy to wrap it anyway.")
 
 
 def transform_of(config: Any) -> Any:
@@ -262,9 +300,10 @@ def run_wrap(args: argparse.Namespace) -> int:
     check_label_names(train.classes)
     model, base = load_model(args.model, pretrained=args.pretrained, weights=args.weights, num_classes=num_classes)
     _check_for_config("MODEL's Hub id", base, "a Hub repo id (letters, digits and `_ . - /`)", base_model=base)
-    train, held = splits(args.data, data_transform(model, args), args.limit)
+    train, held = splits(args.data, data_transform(model, args, shared_image_size(train)), args.limit)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
     val_loader = DataLoader(held, batch_size=args.batch_size, num_workers=args.workers) if held is not None else None
+    check_not_at_chance(model, val_loader or DataLoader(train, batch_size=args.batch_size, shuffle=True), num_classes, device or args.device, args)
     if distributed.is_main_process():
         _say(f"wrapping {args.model} on {len(train)} images of {args.data} ({num_classes} classes) for {args.epochs} epoch(s)", err=True)
     try:
@@ -436,6 +475,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lam", type=float, default=0.5, help="Key mixing weight λ (default 0.5).")
     p.add_argument("--max-accuracy-drop", type=float, default=3.0, help="Fidelity guard, in top-1 points on the held-out images (default 3.0).")
     p.add_argument("--overwrite", action="store_true", help="Replace a bundle already in --out.")
+    p.add_argument("--allow-low-accuracy", action="store_true", help="Wrap even if the original scores near chance on your images.")
     p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="Override the model's input size.")
     p.add_argument("--crop-pct", type=float, help="Override the model's eval crop_pct.")
     p.add_argument("--mean", type=float, nargs="+", help="Override the model's normalisation mean.")

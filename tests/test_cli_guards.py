@@ -25,7 +25,8 @@ def teacher_dir(tmp_path_factory) -> Path:
 
 def wrap_args(teacher_dir: Path, tmp_path: Path, *extra: str) -> list[str]:
     return ["wrap", f"local-dir:{teacher_dir}", "--data", str(DATA), "--out", str(tmp_path / "out"),
-            "--key-out", str(tmp_path / "owner.key"), "--max-accuracy-drop", "100", "--license", "apache-2.0", *QUICK, *extra]
+            "--key-out", str(tmp_path / "owner.key"), "--max-accuracy-drop", "100", "--license", "apache-2.0", "--allow-low-accuracy",
+            *QUICK, *extra]
 
 
 def test_a_bundle_in_out_is_not_replaced_without_overwrite(teacher_dir, tmp_path, capsys):
@@ -128,3 +129,26 @@ def test_a_wrap_killed_at_any_file_writing_point_finishes_on_rerun_with_nothing_
     assert key.norm is not None and SafeBox.from_pretrained(tmp_path / "out").box_config.key_fingerprint == key.fingerprint
     assert not (tmp_path / "owner.key.checkpoint").exists() and not find_secret_files(tmp_path / "out")
     assert Key.save is real_key_save
+
+
+def test_without_input_size_the_size_comes_from_the_data(tmp_path, capsys):
+    """test_resnet's own default is 160 px; CIFAR-10's images are all 32×32."""
+    import json
+    import timm
+    from timm.models import save_for_hf
+
+    save_for_hf(timm.create_model("test_resnet", num_classes=10), str(tmp_path / "teacher"), safe_serialization=True)
+    args = ["wrap", f"local-dir:{tmp_path / 'teacher'}", "--data", str(DATA), "--out", str(tmp_path / "out"),
+            "--key-out", str(tmp_path / "owner.key"), "--max-accuracy-drop", "100", "--allow-low-accuracy", *QUICK]
+    assert main(args) == 0
+    assert "input size [3, 32, 32] from the data" in capsys.readouterr().err
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["pretrained_cfg"]["input_size"] == [3, 32, 32]
+
+
+def test_an_original_at_chance_on_the_owners_images_is_refused_before_training(teacher_dir, tmp_path, capsys):
+    args = [a for a in wrap_args(teacher_dir, tmp_path) if a != "--allow-low-accuracy"]  # an untrained model: 10% on 10 classes
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "near chance (10.0%)" in err and "--allow-low-accuracy" in err and "--input-size" in err
+    assert not (tmp_path / "owner.key").exists() and not (tmp_path / "owner.key.checkpoint").exists()
