@@ -82,15 +82,19 @@ def applied(model: nn.Module, state: NormState) -> Iterator[None]:
 
     The tensors are swapped in, not copied: parameters of a trainable state receive the
     gradients, a training-mode BatchNorm updates the given running statistics in place, and
-    the model's own tensors are back untouched on exit, whatever happens inside. Not
+    the model's own tensors are back untouched on exit, whatever happens inside. A state of
+    another dtype or device is read as a converted copy (then it does not train). Not
     thread-safe: a block borrows the model, as ``model.train()`` would.
     """
     swapped: list[tuple[dict, str, torch.Tensor]] = []
     try:
         for name, store, attr in _slots(model):
             if name in state:
-                swapped.append((store, attr, store[attr]))
-                store[attr] = state[name]
+                original, tensor = store[attr], state[name]
+                if tensor.dtype != original.dtype or tensor.device != original.device:
+                    tensor = tensor.to(original.device, original.dtype)  # a half-precision or moved box reads a float32 CPU key
+                swapped.append((store, attr, original))
+                store[attr] = tensor
         yield
     finally:
         for store, attr, original in reversed(swapped):

@@ -210,3 +210,13 @@ def test_a_resumed_wrap_ends_with_the_keyed_state_of_an_uninterrupted_one(pretra
     resumed = SafeBox.wrap(interrupted, CountingLoader(train), checkpoint_dir=ckpt_dir, **kwargs)
     for name, tensor in whole.key.norm.items():
         torch.testing.assert_close(resumed.key.norm[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_a_model_of_another_dtype_reads_the_float32_keyed_state(wrapped, batch):
+    x, _ = batch
+    model = copy.deepcopy(wrapped.model).double().eval()
+    with torch.no_grad(), keyed_norm.applied(model, wrapped.key.norm):
+        doubled = model(wrapped.key.mix(x).double())
+    with torch.no_grad(), keyed_norm.applied(wrapped.model.eval(), wrapped.key.norm):
+        single = wrapped.model(wrapped.key.mix(x))
+    torch.testing.assert_close(doubled.float(), single, rtol=1e-4, atol=1e-4)
