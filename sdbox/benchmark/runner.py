@@ -31,7 +31,7 @@ from ..distill import distill
 from ..errors import FidelityError, InputError
 from ..evaluate import evaluate
 from ..key import Key
-from ..keyed_norm import applied, estimate_statistics
+from ..keyed_norm import applied, estimate_statistics, root
 from ..proxy import mix
 from ..restoring import global_rng_kept
 from ..teacher import KeyedTeacher
@@ -206,6 +206,7 @@ class _Run:
         self.val_loader = batches(splits.val, 256, device=device)
         self.eval_loader = batches(splits.evaluation, 256, device=device)
         self._key: Key | None = None
+        self._box_keys: dict[str, Key] = {}  # read once from boxes/<method>.key
         self.owner_correct: dict[str, str] = {}  # per-image records of the teacher and the SDB box
 
     def score(self, model: Callable, key: Key | None = None) -> dict[str, Any]:
@@ -242,8 +243,12 @@ class _Run:
     def box_key(self, method: str) -> Key:
         """What opens a method's box: the owner's key with the keyed normalisation its wrap trained
         (saved 0600 beside the box); the bare owner's key for the original and for boxes without it."""
-        path = self.out / "boxes" / f"{method}.key"
-        return Key.load(path) if path.exists() else self.key()
+        if method not in self._box_keys:
+            path = self.out / "boxes" / f"{method}.key"
+            if not path.exists():
+                return self.key()  # not (yet) wrapped, or without keyed normalisation: nothing to remember
+            self._box_keys[method] = Key.load(path)
+        return self._box_keys[method]
 
     def box(self, method: str, teacher: torch.nn.Module) -> tuple[torch.nn.Module | None, dict[str, Any]]:
         """What a method hands out — the original, or a box wrapped once — and its accuracy."""
@@ -353,10 +358,8 @@ class _Run:
     def restat(self, box: torch.nn.Module, key: Key) -> dict[str, torch.Tensor]:
         """The box's BatchNorm statistics re-estimated on the distiller's own images mixed with
         ``key``: the best public normalisation a holder of a fresh key can give its stream."""
-        images = self.splits.distill
-        mean, std = (torch.tensor(v, device=self.device).view(1, -1, 1, 1) for v in (CIFAR10_MEAN, CIFAR10_STD))
-        mixed = (key.mix((images.images[i : i + 256].float() / 255 - mean) / std) for i in range(0, len(images), 256))
-        return estimate_statistics(box.model if isinstance(box, SafeBox) else box, mixed)
+        mixed = (key.mix(x) for x, _ in batches(self.splits.distill, 256, device=self.device))
+        return estimate_statistics(root(box), mixed)
 
     def student(self, seed: int, name: str, arch: str, teacher: Callable | None, T: float | None = None) -> dict[str, Any]:
         p, path = self.p, self.out / f"seed{seed}" / "students" / f"{name}.json"
@@ -396,7 +399,7 @@ def through_key(model: torch.nn.Module, key: Key, norm: dict[str, torch.Tensor] 
     model.eval()
     device = next(model.parameters()).device
     k = key.tensor.to(device)
-    inner = model.model if isinstance(model, SafeBox) else model
+    inner = root(model)
     norm = {name: t.to(device) for name, t in norm.items()} if norm is not None else None
 
     def logits(x: torch.Tensor) -> torch.Tensor:
