@@ -5,8 +5,9 @@ what it holds. The temporary file is created next to its target under a fresh ra
 ``O_CREAT | O_EXCL | O_NOFOLLOW``, so a name planted in advance (a symlink to the attacker's
 file, a stale world-readable ``.tmp``) is never opened; a secret is created owner-only (0600)
 from the first byte; data and folder are fsync'ed, so a crash leaves the old file or the new
-one, not a torn one; and the temporary file is removed on any failure, Ctrl-C included. A
-process killed outright (SIGKILL, power loss) can still leave one behind: it is hidden
+one, not a torn one; and the temporary file is removed on any failure. Ctrl-C during a write is
+held until the file is complete (then raised), so an interrupted wrap keeps its newest checkpoint
+instead of a torn write that hides the interrupt behind torch's own error. A process killed outright (SIGKILL, power loss) can still leave one behind: it is hidden
 (``.NAME.<random>.tmp``) and owner-only when it holds a secret.
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
+import threading
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -32,21 +35,45 @@ def atomic_write(path: str | os.PathLike, *, secret: bool = False, overwrite: bo
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_unique(folder, path.name, 0o600 if secret else 0o666)
+    with ctrl_c_held():
+        fd, tmp = _create_unique(folder, path.name, 0o600 if secret else 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                _move_to_new_name(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_folder(folder)
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block and raise it once the block has finished.
+
+    A KeyboardInterrupt raised in the middle of ``torch.save`` leaves its zip writer half-closed,
+    and torch then raises its own ``RuntimeError`` that hides the interrupt (the CLI would print a
+    traceback instead of "interrupted; rerun to resume"). Writes are short, so holding the signal
+    costs the user nothing. Outside the main thread, or when a program installed its own SIGINT
+    handler, nothing is changed.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _move_to_new_name(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_folder(folder)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -102,3 +102,22 @@ def test_overwrite_false_refuses_a_file_that_appears_during_the_write(tmp_path):
             f.write(b"new")
             path.write_bytes(b"someone else's")
     assert path.read_bytes() == b"someone else's" and leftovers(tmp_path) == []
+
+
+def test_ctrl_c_during_a_torch_save_is_raised_after_a_complete_file(tmp_path):
+    """The CI failure this guards: SIGINT inside torch.save left a torn zip and a RuntimeError, not KeyboardInterrupt."""
+    import signal
+
+    import torch
+
+    class InterruptsWhilePickled:
+        def __reduce__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # arrives in the middle of torch's zip writer
+            return (dict, ())
+
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(tmp_path / "state.pt", secret=True) as f:
+            torch.save({"weights": torch.arange(1000.0), "marker": InterruptsWhilePickled()}, f)
+    assert torch.equal(torch.load(tmp_path / "state.pt", weights_only=False)["weights"], torch.arange(1000.0))
+    assert leftovers(tmp_path) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
