@@ -18,13 +18,14 @@ import torch.nn as nn
 
 from . import checkpoint, distributed, keyed_norm
 from .errors import CheckpointError, FidelityError, InputError, NonFiniteLossError
-from .evaluate import evaluate
+from .evaluate import evaluate, tail_rank_correlation
+from .losses import decoy_target
 from .fastpath import FastPath
 from .frozen import FrozenModels, is_channels_last
 from .inputs import batch_of_one_message, check_batch_of_one, check_labels, checked_batches, finite_number, has_batchnorm, length
 from .key import Key
 from .progress import progress_bar
-from .restoring import modes_kept
+from .restoring import eval_mode, modes_kept
 from .settings import SDBSettings
 from .step import sdb_step
 
@@ -237,9 +238,13 @@ def _train(
         if keyed is not None:
             distributed.broadcast_tensors(keyed.buffers(), device)
         clean = _evaluate(model, val_loader, reference=frozen.original, t_dis=settings.t_dis, device=device)
-        opened = _evaluate(model, val_loader, key=key_tensor, lam=settings.lam, norm=norm_state, device=device)
+        opened = _evaluate(model, val_loader, key=key_tensor, lam=settings.lam, norm=norm_state, reference=frozen.original,
+                           t_dis=settings.t_dis, device=device)
         record = {"epoch": epoch + 1, **{f"loss_{k}": v for k, v in means.items()},
-                  "clean_acc": clean["acc"], "keyed_acc": opened["acc"], "divergence": clean["divergence"]}
+                  "clean_acc": clean["acc"], "keyed_acc": opened["acc"], "divergence": clean["divergence"],
+                  "keyed_divergence": opened["divergence"]}
+        if settings.decoys:
+            record.update(_target_reach(model, frozen, val_loader, key_tensor, settings, device))
         state.epochs.append(record)
         floor = state.clean_acc_before - max_accuracy_drop
         # Without a key stream (plain Nasty Teacher) nobody reads x̃: only clean accuracy is guarded.
@@ -291,6 +296,30 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
 def _evaluate(model: nn.Module, loader: Iterable, *, device: torch.device, **kwargs: Any) -> dict[str, Any]:
     """:func:`~sdbox.evaluate.evaluate` on this rank's shard, summed over ranks."""
     return distributed.all_reduce_evaluation(evaluate(model, loader, device=device, **kwargs), device)
+
+
+@torch.inference_mode()
+def _target_reach(model: nn.Module, frozen: FrozenModels, loader: Iterable, key: torch.Tensor, settings: SDBSettings,
+                  device: torch.device) -> dict[str, float]:
+    """How far the clean stream has reached its decoy target (issue 18, item 3), over all ranks.
+
+    ``target_tail_corr``: the rank correlation of the box's tail with the target's (1: the tail
+    a student reads is the decoy's; the original's own tail scores near 0). ``target_top2``: how
+    often the box's second class is the target's. The divergence alone cannot say this: a box can
+    move far from the original without moving toward anything a student is misled by.
+    """
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    with eval_mode(model):
+        for x, _ in loader:
+            x = x.to(device, non_blocking=True)
+            z_teacher = frozen.run("original", x).float()
+            target = decoy_target(z_teacher, frozen.decoy_scores(x, key, settings.decoy_source).float(), settings.decoy_share)
+            z = model(x).float()
+            second = lambda scores: scores.topk(2, dim=1).indices[:, 1]  # noqa: E731
+            sums += torch.tensor([tail_rank_correlation(z, target.log()) * len(x), (second(z) == second(target)).sum().item(), len(x)],
+                                 dtype=torch.float64, device=device)
+    corr, top2, images = distributed.all_reduce_sum(sums, device).tolist()
+    return {"target_tail_corr": corr / images, "target_top2": top2 / images}
 
 
 def _read_means(sums: dict[str, torch.Tensor], steps: int, device: torch.device) -> dict[str, float]:

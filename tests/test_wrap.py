@@ -175,15 +175,15 @@ def test_fidelity_guard_keeps_the_most_disturbed_qualifying_epoch(pretrained, tr
 
     script = iter([
         {"acc": 60.0, "images": 50},                        # the original, before wrapping
-        {"acc": 60.0, "divergence": 0.1}, {"acc": 60.0},    # epoch 1: clean (+divergence), keyed
-        {"acc": 50.0, "divergence": 0.9}, {"acc": 60.0},    # epoch 2: most disturbed, 10 points lost
-        {"acc": 59.5, "divergence": 0.3}, {"acc": 59.5},    # epoch 3: qualifies, most disturbed
-        {"acc": 60.0, "divergence": 0.2}, {"acc": 60.0},    # epoch 4: qualifies, less disturbed
+        {"acc": 60.0, "divergence": 0.1}, {"acc": 60.0, "divergence": 0.0},    # epoch 1: clean, keyed (+divergences)
+        {"acc": 50.0, "divergence": 0.9}, {"acc": 60.0, "divergence": 0.0},    # epoch 2: most disturbed, 10 points lost
+        {"acc": 59.5, "divergence": 0.3}, {"acc": 59.5, "divergence": 0.0},    # epoch 3: qualifies, most disturbed
+        {"acc": 60.0, "divergence": 0.2}, {"acc": 60.0, "divergence": 0.0},    # epoch 4: qualifies, less disturbed
     ])
     snapshots = []
 
     def scripted_evaluate(model, loader, **kwargs):
-        if kwargs.get("reference") is not None:
+        if kwargs.get("reference") is not None and kwargs.get("key") is None:
             snapshots.append(copy.deepcopy(model.state_dict()))
         return next(script)
 
