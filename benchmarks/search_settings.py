@@ -63,6 +63,9 @@ CANDIDATES: dict[str, dict] = {
     "decoy, ω 2, share 0.6, tiled key 4": {"disturbance_form": "decoy", "decoy_source": "random_copy", "omega": 2.0, "decoy_share": 0.6, "main_loss": "kl",
                                            "wrong_keys": 1.0, "key_tile": 4},
     "decoy, ω 2, share 0.6, no wrong keys": {"disturbance_form": "decoy", "decoy_source": "random_copy", "omega": 2.0, "decoy_share": 0.6, "main_loss": "kl"},
+    # Issue 18, round 5, on the cpu preset (--preset cpu): the recipe as landed (L_main 'mse') against L_main 'kl'.
+    "recipe": {},
+    "recipe, L_main kl": {"main_loss": "kl"},
 }
 SHARED = ("scratch", "Normal")  # student rows no SDB setting changes
 
@@ -72,28 +75,34 @@ def folder_name(name: str) -> str:
 
 
 def row(name: str, changes: dict, results: dict) -> dict:
-    """One table row; a candidate without an SDB box (a key-less diagnostic) reports its Nasty box."""
-    seed = results["seeds"]["0"]
+    """One table row, each figure the mean over the run's seeds; a candidate without an SDB box (a
+    key-less diagnostic) reports its Nasty box."""
+    seeds = list(results["seeds"].values())
+    mean = lambda read: None if read(seeds[0]) is None else sum(read(s) for s in seeds) / len(seeds)  # noqa: E731
     box = "SDB" if "SDB" in results["boxes"] else "Nasty"
     sdb = results["boxes"].get(box, {})
-    keyed = seed["methods"][box].get("cnn5", {})
-    return {"candidate": name, "changes": changes, "teacher": results["teacher"]["acc"], "box_clean": sdb.get("clean_acc"),
-            "box_keyed": sdb.get("keyed_acc"), "scratch": seed["scratch"]["cnn5"], "normal": seed["methods"]["Normal"]["cnn5"]["no_key"],
-            "no_key": keyed.get("no_key"), "key": keyed.get("key"), "random_keys": seed["random_key_attack"],
-            "error": sdb.get("error"), "wall_s": results["wall_time_s"]}
+    keyed = lambda s, mode: s["methods"][box].get("cnn5", {}).get(mode)  # noqa: E731
+    per_key = lambda field: [sum(s[field][i] for s in seeds) / len(seeds) for i in range(len(seeds[0].get(field, [])))]  # noqa: E731
+    return {"candidate": name, "changes": changes, "seeds": len(seeds), "teacher": results["teacher"]["acc"],
+            "box_clean": sdb.get("clean_acc"), "box_keyed": sdb.get("keyed_acc"), "scratch": mean(lambda s: s["scratch"]["cnn5"]),
+            "normal": mean(lambda s: s["methods"]["Normal"]["cnn5"]["no_key"]), "no_key": mean(lambda s: keyed(s, "no_key")),
+            "key": mean(lambda s: keyed(s, "key")), "random_keys": per_key("random_key_attack"),
+            "random_keys_restat": per_key("random_key_restat_attack"), "error": sdb.get("error"), "wall_s": results["wall_time_s"]}
 
 
 def markdown(rows: list[dict]) -> str:
     f = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
-    lines = ["| candidate | box clean / keyed | scratch | Normal KD | no key − scratch | key − Normal | random keys − scratch | wall (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| candidate | seeds | box clean / keyed | scratch | Normal KD | no key − scratch | key − Normal | random keys − scratch | wall (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["error"]:
-            lines.append(f"| {r['candidate']} | refused by the guard | {f(r['scratch'])} | {f(r['normal'])} | – | – | – | {r['wall_s']:.0f} |")
+            lines.append(f"| {r['candidate']} | {r.get('seeds', 1)} | refused by the guard | {f(r['scratch'])} | {f(r['normal'])} | – | – | – | {r['wall_s']:.0f} |")
             continue
-        randoms = " / ".join(f"{v - r['scratch']:+.2f}" for v in r["random_keys"])
+        randoms = ", ".join(f"{v - r['scratch']:+.2f}" for v in r["random_keys"])
+        if r.get("random_keys_restat"):
+            randoms += " / re-estimated " + ", ".join(f"{v - r['scratch']:+.2f}" for v in r["random_keys_restat"])
         key = "–" if r["key"] is None else f"{r['key'] - r['normal']:+.2f}"
-        lines.append(f"| {r['candidate']} | {f(r['box_clean'])} / {f(r['box_keyed'])} | {f(r['scratch'])} | {f(r['normal'])} | "
+        lines.append(f"| {r['candidate']} | {r.get('seeds', 1)} | {f(r['box_clean'])} / {f(r['box_keyed'])} | {f(r['scratch'])} | {f(r['normal'])} | "
                      f"{r['no_key'] - r['scratch']:+.2f} | {key} | {randoms or '–'} | {r['wall_s']:.0f} |")
     return "\n".join(lines)
 
@@ -104,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/search")
     parser.add_argument("--data", default=default_data())
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seeds", type=int, default=1, help="Seeds per candidate (default 1); the table shows their means.")
     parser.add_argument("--preset", choices=("demo", "cpu"), default="demo", help="The setting the candidates change (default: demo).")
     parser.add_argument("--teacher", default=None, help="Teacher weights for the preset (default: cached or trained).")
     args = parser.parse_args(argv)
@@ -116,19 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names or list(CANDIDATES):
         target = out / folder_name(name)
         # The rows no SDB setting changes: train once, copy (from any earlier candidate, even another process's).
-        first = next((out / folder_name(n) for n in CANDIDATES
-                      if (out / folder_name(n) / "seed0" / "students" / "cnn5" / "Normal.json").exists()), None)
-        if first is not None:
-            for shared in SHARED:
+        for seed in range(args.seeds):
+            students = Path(f"seed{seed}") / "students" / "cnn5"
+            first = next((out / folder_name(n) for n in CANDIDATES if (out / folder_name(n) / students / "Normal.json").exists()), None)
+            for shared in SHARED if first is not None else ():
                 for suffix in (".json", ".safetensors"):
-                    source = first / "seed0" / "students" / "cnn5" / f"{shared}{suffix}"
-                    (target / "seed0" / "students" / "cnn5").mkdir(parents=True, exist_ok=True)
+                    source = first / students / f"{shared}{suffix}"
+                    (target / students).mkdir(parents=True, exist_ok=True)
                     if source.exists() and not (target / source.relative_to(first)).exists():
                         shutil.copy(source, target / source.relative_to(first))
         start = time.time()
         print(f"== {name}: {CANDIDATES[name] or 'the base settings'}", flush=True)
         base = CPU_BASE if args.preset == "cpu" else BASE
-        results = run_benchmark(args.data, replace(base, **CANDIDATES[name]), 1, target, teacher=args.teacher,
+        results = run_benchmark(args.data, replace(base, **CANDIDATES[name]), args.seeds, target, teacher=args.teacher,
                                 threads=args.threads, progress=False)
         if record.exists():  # another process may have added rows since we started
             rows = {**{r["candidate"]: r for r in json.loads(record.read_text())}, **rows}

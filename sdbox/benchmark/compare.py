@@ -86,11 +86,26 @@ def compare(results: dict[str, Any], correct: dict[str, dict[str, str]]) -> list
     for t in s["temperatures"]:
         students(f"Protection (T={t:g})", "SDB" if float(t) == T else f"SDB@T{t:g}", "scratch", 0.0, False)
     students("Authorisation", "SDB+key", "Normal", AUTHORISATION_BOUND, True)
-    n_random = len(next(iter(results["seeds"].values()))["random_key_attack"])
-    for i in range(n_random):
-        students(f"Uniqueness (random key {i + 1})", f"random_key_{i}", "scratch", RANDOM_KEY_BOUND, False)
-        students(f"Uniqueness (random key {i + 1} vs key holder)", f"random_key_{i}", "SDB+key", 0.0, False)
-        students(f"Uniqueness (random key {i + 1}, re-estimated statistics)", f"random_key_restat_{i}", "scratch", RANDOM_KEY_BOUND, False)
-        students(f"Uniqueness (random key {i + 1}, re-estimated statistics, vs key holder)", f"random_key_restat_{i}", "SDB+key", 0.0, False)
+    for reading, prefix in (("", "random_key_"), (", re-estimated statistics", "random_key_restat_")):
+        for b, bound, versus in (("scratch", RANDOM_KEY_BOUND, ""), ("SDB+key", 0.0, " vs key holder")):
+            out.extend(_worst_fresh_key(rows, correct, prefix, b, bound, reading + versus))
     students("Nasty Teacher alone protects", "Nasty", "scratch", 0.0, False)
     return out
+
+
+def _worst_fresh_key(rows: dict[str, dict[str, float]], correct: dict[str, dict[str, str]], prefix: str, b: str, bound: float,
+                     reading: str) -> list[Comparison]:
+    """Uniqueness judged on the fresh key that came closest to opening the box, image by image.
+
+    Each seed draws its own keys, so "random key 1" of two seeds are two different keys: pooling
+    them over seeds would average keys, while the claim is about *every* key. The key whose
+    student gained most over ``b`` (its own seed's) binds the claim: if it holds, all do.
+    """
+    fresh = [(seed, row) for seed, by_row in rows.items() for row in by_row if row.startswith(prefix) and row[len(prefix):].isdigit()]
+    fresh = [(seed, row) for seed, row in fresh if b in rows[seed] and row in correct.get(seed, {}) and b in correct[seed]]
+    if not fresh:
+        return []
+    seed, row = max(fresh, key=lambda k: rows[k[0]][k[1]] - rows[k[0]][b])
+    diff = paired_over_images(correct[seed][row], correct[seed][b])
+    claim = f"Uniqueness (worst of {len(fresh)} fresh keys{reading}: seed {seed}, key {int(row[len(prefix):]) + 1})"
+    return [Comparison(claim, row, b, diff, bound, False, verdict(diff, below=bound))]
