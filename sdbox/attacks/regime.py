@@ -366,3 +366,25 @@ def write_outputs(result: dict[str, Any], out: str | os.PathLike) -> tuple[Path,
     write_text(out / "attack_table.json", json.dumps(slim, indent=2, default=str))
     write_text(out / "attack_table.md", regime_markdown(result))
     return out / "attack_table.md", out / "attack_table.json"
+
+
+def store_in_box(bench: str | os.PathLike, result: dict[str, Any], box: str | os.PathLike | None = None) -> Path:
+    """Store the strongest attack in a published box's report (``report["attacks"]``, which its card
+    shows) and the attack table under its card's protection report; returns the box folder
+    (default ``bench/box``, the box the benchmark publishes)."""
+    from ..benchmark import models
+    from ..benchmark.report import box_markdown
+    from ..benchmark.store import read_json
+    from ..box import SafeBox
+
+    bench = Path(bench)
+    results = read_json(bench / "results.json")
+    target = Path(box) if box is not None else bench / "box"
+    strongest = strongest_attack(result)
+    if strongest is None:
+        raise ValueError("Expected attack rows with a scratch row to compare them with, but the result has none: nothing to store.")
+    loaded = SafeBox.from_pretrained(target, model=models.create(preset_from_results(results).teacher))
+    loaded.box_config.report = {**(loaded.box_config.report or {}), "attacks": strongest}
+    loaded.report_markdown = f"{box_markdown(results)}\n\n### Attacks in the same regime\n\n{regime_markdown(result)}"
+    loaded.save_pretrained(target)
+    return target
