@@ -310,3 +310,6 @@ def test_a_card_without_attacks_says_nothing_about_them():
     line = strongest_attack_line(config(report={"attacks": {"attack": "wash", "settings": {"wash_epochs": 3}, "held": "broken",
                                                                "diff": {"mean": 2.5, "low": 1.0, "high": 4.0, "n": 3, "over": "seeds"}}}))
     assert "`wash` (wash_epochs=3)" in line and "+2.50 points [+1.00, +4.00]" in line and "**the box is broken**" in line
+    plain = strongest_attack_line(config(report={"attacks": {"attack": "wash", "diff": {"mean": -1.0, "low": -2.0, "high": -0.5}, "held": "held"}}),
+                                  markdown=False)
+    assert "`" not in plain and "*" not in plain and plain.endswith(": the box held") and "-1.00 points [-2.00, -0.50]" in plain

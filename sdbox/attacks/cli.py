@@ -78,7 +78,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="ImageFolder root with train/ and test/ (e.g. ../shared/data/cifar10).")
     p.add_argument("--out", required=True, help="Folder for attacks.json.")
     p.add_argument("--key", help="The owner's key file: used for the key-holder reference row and κ̂ distances only, never by an attack.")
-    p.add_argument("--quick", action="store_true", help="Small budget (5,000 train images, 6 epochs, subset of each sweep): ~20 min on 2 CPU cores.")
+    p.add_argument("--quick", action="store_true", help="Small budget (5,000 train images, 6 epochs, subset of each sweep): ~20 min on 2 idle CPU cores for the first seven attacks, plus about 8 students for the five of issue 22.")
     p.add_argument("--attacks", nargs="+", choices=list(ATTACK_NAMES), help="Run only these attacks (default: all).")
     p.add_argument("--student", default="cnn5", help="Student model from sdbox.benchmark.models (default: cnn5).")
     p.add_argument("--box-model", help="Benchmark model name of a custom box (default: found from the weights).")
