@@ -296,6 +296,16 @@ def test_the_card_names_the_strongest_attack_with_its_figure(regime):
     assert "claims" in loaded.box_config.report
 
 
+def test_an_attack_without_a_recipe_is_refused_before_any_work(tmp_path):
+    from sdbox.attacks.regime import run_in_regime
+
+    (tmp_path / "results.json").write_text(json.dumps({"settings": {}, "seeds": {}}))
+    with pytest.raises(ValueError, match="'skeptical' attack trains its student with its own loop"):
+        run_in_regime(tmp_path, DATA, plan=[("skeptical", {})])
+    with pytest.raises(ValueError, match="Expected attack names"):
+        run_in_regime(tmp_path, DATA, plan=[("nonsense", {})])
+
+
 def test_a_card_without_attacks_says_nothing_about_them():
     from sdbox.card import model_card, strongest_attack_line
     from sdbox.config import BoxConfig

@@ -98,9 +98,10 @@ def run_in_regime(
     bundle folder and key file (default ``bench/boxes/SDB`` and ``bench/boxes/SDB.key``).
     ``key_search_steps`` and ``n_keys``: the attacker's budget for searches and key guesses.
 
-    Returns ``{"preset", "regime", "device", "seeds", "baselines", "rows", "wall_s", …}``: every
-    row (baselines, the benchmark's own attack rows, and the plan's) with its accuracy and
-    per-image record per seed; :func:`regime_markdown` turns it into the table.
+    Returns ``{"preset", "regime", "device", "seeds", "rows", "wall_s", …}``: every row (``kind``
+    "baseline": scratch, key holder, Normal; "benchmark": the benchmark's own attack rows;
+    "attack": the plan's) with its accuracy, per-image record and extras per seed, and its
+    training and attack seconds; :func:`regime_markdown` turns it into the table.
     """
     from ..benchmark import models
     from ..benchmark.runner import _describe, _Run, load_data, resolve_device
@@ -110,6 +111,11 @@ def run_in_regime(
     from .runner import public_view
 
     start = time.time()
+    plan = list(DEFAULT_PLAN if plan is None else plan)
+    for name, _ in plan:  # unknown names, and attacks with their own training loop, fail here, before any data is decoded
+        if not hasattr(load(name), "recipe"):
+            raise ValueError(f"The {name!r} attack trains its student with its own loop and has no recipe for the benchmark's "
+                             "regime: run it with `sdbox attack`.")
     bench = Path(bench)
     results = read_json(bench / "results.json")
     p = preset_from_results(results)
@@ -117,9 +123,6 @@ def run_in_regime(
     device = resolve_device(device)
     seeds = [int(s) for s in results["seeds"]] if seeds is None else list(seeds)
     out = Path(out) if out is not None else bench / "attacks"
-    plan = list(DEFAULT_PLAN if plan is None else plan)
-    for name, _ in plan:
-        load(name)  # unknown names fail here, before any data is decoded
     data = data if data is not None else results["data"]["source"]
     splits = load_data(data, p, device)
     public = public_view(SafeBox.from_pretrained(Path(box) if box else bench / "boxes" / "SDB", model=models.create(p.teacher),
