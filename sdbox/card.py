@@ -130,7 +130,31 @@ def _measured_lines(config: BoxConfig) -> list[str]:
             lines.append(f"- **{family}** ({meaning}), measured by {source}:\n" + "\n".join(f"  - {row}" for row in rows))
         else:
             lines.append(f"- **{family}** ({meaning}): not measured for this box.")
+    attack = strongest_attack_line(config)
+    if attack is not None:  # listed only when the owner ran the attacks: the card claims what was measured
+        lines.append(f"- **Attacks** (no attacker without the key trains a better student than one trained alone): {attack}")
     return lines
+
+
+def strongest_attack_line(config: BoxConfig, markdown: bool = True) -> str | None:
+    """The strongest attack the owner ran (``report["attacks"]``, written by ``benchmarks/attack_table.py --card``)
+    with its gain over scratch, interval and verdict, in one line; None when no attacks were run.
+    ``markdown=False``: the same words without markdown, for a terminal (``sdbox inspect``)."""
+    attacks = (config.report or {}).get("attacks")
+    if not isinstance(attacks, dict) or not isinstance(attacks.get("attack"), str):
+        return None
+    diff = attacks.get("diff") if isinstance(attacks.get("diff"), dict) else {}
+    if not all(isinstance(diff.get(k), (int, float)) for k in ("mean", "low", "high")):
+        return None
+    settings = attacks.get("settings") if isinstance(attacks.get("settings"), dict) else {}
+    code, bold = ("`", "**") if markdown else ("", "")
+    named = f"{code}{attacks['attack']}{code}" + (f" ({', '.join(f'{k}={v}' for k, v in settings.items())})" if settings else "")
+    held = {"held": "the box held", "broken": "the box is broken"}.get(attacks.get("held"), "not resolved at this size")
+    acc = attacks.get("student_acc")
+    student = f", student {acc:.2f}%" if isinstance(acc, (int, float)) else ""
+    return (f"strongest of {attacks.get('rows', '?')} attack rows, measured in the {code}{attacks.get('preset', '?')}{code} preset's regime "
+            f"over {attacks.get('seeds', '?')} seed(s): {named}{student}, {diff['mean']:+.2f} points [{diff['low']:+.2f}, "
+            f"{diff['high']:+.2f}] against scratch (95% interval over {diff.get('n', '?')} {diff.get('over', 'samples')}): {bold}{held}{bold}")
 
 
 def _accuracies(shown: list[tuple[str, float]], images: Any, measured_by: str) -> str:

@@ -10,7 +10,7 @@ every epoch: on a CPU this is what makes a dozen students fit in minutes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -115,6 +115,67 @@ def kd_ce_loss(alpha: float, T: float) -> LossFn:
     return loss
 
 
+class TensorBatches:
+    """Re-iterable (x, y, index) batches over normalised tensors ((x, y) with ``index=False``):
+    shuffled by its own seeded generator (so a job's batches depend on its seed alone),
+    optionally flipped at random, and without a ragged batch of one (BatchNorm needs two)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, *, flip: bool = False,
+                 device: str | torch.device = "cpu", index: bool = True):
+        self.x, self.y, self.batch_size, self.flip, self.device, self.index = x, y, batch_size, flip, device, index
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.y)
+        return sum(1 for i in range(0, n, self.batch_size) if min(self.batch_size, n - i) >= 2)
+
+    def __iter__(self):
+        n = len(self.y)
+        order = torch.randperm(n, generator=self.generator)
+        for i in range(0, n, self.batch_size):
+            idx = order[i : i + self.batch_size]
+            if len(idx) < 2:
+                continue
+            x = self.x[idx]
+            if self.flip:
+                flipped = torch.rand(len(idx), generator=self.generator) < 0.5
+                x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
+            batch = (x.to(self.device), self.y[idx].to(self.device))
+            yield (*batch, idx) if self.index else batch
+
+
+def train_student(
+    student: nn.Module,
+    batches: Iterable,
+    step_loss: Callable[[nn.Module, Any], torch.Tensor],
+    *,
+    epochs: int,
+    lr: float,
+    device: str | torch.device = "cpu",
+    param_groups: Sequence[dict[str, Any]] = (),
+    progress: bool = False,
+    desc: str = "student",
+) -> list[float]:
+    """The attacks' one training loop: Adam (the distill defaults) on ``step_loss(student, batch)``
+    for every batch of ``batches`` (re-iterable), ``epochs`` times. ``param_groups`` adds an
+    attack's own trainable parameters (a feature regressor, a class map), each group with its own
+    ``lr`` if given. Returns the mean loss per epoch; the student comes back in eval mode."""
+    student.to(device).train()
+    optimizer = torch.optim.Adam([{"params": list(student.parameters())}, *param_groups], lr=lr)
+    history = []
+    for _ in progress_bar(range(epochs), desc=desc, enabled=progress):
+        total, steps = 0.0, 0
+        for batch in batches:
+            value = step_loss(student, batch)
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+            total, steps = total + value.item(), steps + 1
+        history.append(total / max(steps, 1))
+    student.eval()
+    return history
+
+
 def fit(
     student: nn.Module,
     data: AttackData,
@@ -128,23 +189,15 @@ def fit(
     ``targets=None`` trains on labels only (the Scratch baseline); otherwise ``loss(z, targets[batch], y)``.
     """
     device = budget.device
-    student.to(device).train()
-    optimizer = torch.optim.Adam(student.parameters(), lr=budget.lr)
-    generator = torch.Generator().manual_seed(budget.seed)
-    n = len(data.train_y)
-    for epoch in progress_bar(range(budget.epochs), desc=desc, enabled=budget.progress):
-        order = torch.randperm(n, generator=generator)
-        for i in range(0, n, budget.batch_size):
-            idx = order[i : i + budget.batch_size]
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
-            x, y = data.train_x[idx].to(device), data.train_y[idx].to(device)
-            z = student(x)
-            value = F.cross_entropy(z, y) if targets is None else loss(z, targets[idx].to(device), y)
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-    return student.eval()
+
+    def step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y, idx = batch
+        z = model(x)
+        return F.cross_entropy(z, y) if targets is None else loss(z, targets[idx].to(device), y)
+
+    batches = TensorBatches(data.train_x, data.train_y, budget.batch_size, budget.seed, device=device)
+    train_student(student, batches, step, epochs=budget.epochs, lr=budget.lr, device=device, progress=budget.progress, desc=desc)
+    return student
 
 
 def score(student: nn.Module, data: AttackData, device: str = "cpu") -> float:
@@ -168,3 +221,96 @@ def distill_from_targets(
     """The common tail of an attack: train a fresh student on the targets and score it."""
     student = fit(new_student(student_factory, budget), data, budget, targets, loss, desc=desc)
     return AttackResult(student, score(student, data, budget.device), settings, extra or {})
+
+
+class Objective(nn.Module):
+    """A student's loss beyond KD on a teacher's logits (feature distillation, class-level repair).
+
+    ``bind(student)`` is called once before training (e.g. to hook the student's features);
+    ``forward(student, x, y)`` returns the step's loss; ``unbind()`` removes what ``bind`` added.
+    The objective's own parameters train with the student (``lr``: their own rate, else the
+    student's); ``history`` collects named measurements (e.g. the hint loss per epoch) for ``extra``.
+    """
+
+    lr: float | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+
+    def bind(self, student: nn.Module) -> None:
+        pass
+
+    def unbind(self) -> None:
+        pass
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            return []
+        return [{"params": params, **({"lr": self.lr} if self.lr is not None else {})}]
+
+    def log(self, name: str, value: torch.Tensor) -> None:
+        self.history.setdefault(name, []).append(float(value.detach()))
+
+    def summary(self, steps_per_epoch: int) -> dict[str, Any]:
+        """Each logged value's mean over the first and the last epoch."""
+        out: dict[str, Any] = {}
+        for name, values in self.history.items():
+            k = max(1, min(steps_per_epoch, len(values)))
+            out[f"{name}_first_epoch"] = round(sum(values[:k]) / k, 4)
+            out[f"{name}_last_epoch"] = round(sum(values[-k:]) / k, 4)
+        return out
+
+
+@dataclass
+class Recipe:
+    """What an attack hands the student's training: KD from ``teacher``'s logits at ``T`` (None:
+    the run's temperature) or, for attacks that need more than logits, an :class:`Objective`."""
+
+    settings: dict[str, Any]
+    teacher: Callable[[torch.Tensor], torch.Tensor] | None = None
+    T: float | None = None
+    objective: Objective | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.teacher is None) == (self.objective is None):
+            raise ValueError("Expected exactly one of `teacher` and `objective` in a Recipe.")
+
+
+def train_on_objective(
+    student: nn.Module, objective: Objective, batches: Iterable, *, epochs: int, lr: float,
+    device: str | torch.device = "cpu", progress: bool = False, desc: str = "student",
+) -> dict[str, Any]:
+    """Train ``student`` with ``objective`` (and the objective's parameters) on ``batches`` of
+    (x, y[, …]); returns the objective's summary for ``extra``."""
+    objective.to(device).train()
+    objective.bind(student)
+    try:
+        train_student(student, batches, lambda model, b: objective(model, b[0], b[1]), epochs=epochs, lr=lr, device=device,
+                      param_groups=objective.param_groups(), progress=progress, desc=desc)
+    finally:
+        objective.unbind()
+    objective.eval()
+    steps = len(batches) if hasattr(batches, "__len__") else 1
+    return objective.summary(steps)
+
+
+def run_recipe(
+    recipe: Recipe, student_factory: StudentFactory, data: AttackData, budget: Budget,
+    *, T: float = 4.0, alpha: float = 0.9, desc: str = "student",
+) -> AttackResult:
+    """An attack's recipe on the attacker's tensors (``sdbox attack``'s regime: no augmentation,
+    targets computed once): KD from the recipe's teacher, or its objective."""
+    settings = dict(recipe.settings)
+    if recipe.teacher is not None:
+        T = recipe.T if recipe.T is not None else T
+        targets = logits_of(recipe.teacher, data.train_x, device=budget.device)
+        settings.update(T=T, alpha=alpha)
+        return distill_from_targets(student_factory, data, budget, targets, kd_ce_loss(alpha, T), settings, recipe.extra, desc=desc)
+    student = new_student(student_factory, budget)
+    batches = TensorBatches(data.train_x, data.train_y, budget.batch_size, budget.seed, device=budget.device)
+    extra = {**recipe.extra, **train_on_objective(student, recipe.objective, batches, epochs=budget.epochs, lr=budget.lr,
+                                                  device=budget.device, progress=budget.progress, desc=desc)}
+    return AttackResult(student, score(student, data, budget.device), settings, extra)

@@ -7,21 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from ..box import SafeBox
-from ..data import decode_image_folder
-from ..errors import BundleError
-from ..key import Key
-from .base import AttackData, Budget
-from .report import attacks_markdown
-from .runner import ATTACKS, QUICK_BUDGET, run_attacks
+from .registry import ATTACK_NAMES  # torch, the box and the attacks are imported when the command runs, not for --help
 
 
-def load_box(path: str | Path, model: str | None = None) -> SafeBox:
+def load_box(path: str | Path, model: str | None = None):
     """Load a bundle; a custom architecture is rebuilt from ``sdbox.benchmark.models`` by name,
     or, without a name, by trying each benchmark model until the weights fit."""
     from ..benchmark.models import MODELS, create
+    from ..box import SafeBox
+    from ..errors import BundleError
 
     if model is None:
         try:
@@ -38,7 +32,14 @@ def load_box(path: str | Path, model: str | None = None) -> SafeBox:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..benchmark.models import create
+    from ..data import decode_image_folder
+    from ..key import Key
+    from .base import AttackData, Budget
+    from .report import attacks_markdown
+    from .runner import QUICK_BUDGET, run_attacks
 
     start = time.time()
     box = load_box(args.box, args.box_model)
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     base = QUICK_BUDGET if args.quick else Budget()
     budget = Budget(
         epochs=args.epochs or base.epochs, key_search_steps=args.key_search_steps or base.key_search_steps,
-        n_keys=base.n_keys, seed=args.seed, device=args.device, progress=not args.no_progress,
+        n_keys=base.n_keys, seed=args.seed, progress=not args.no_progress,
+        device=("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device,
     )
     key = Key.load(args.key) if args.key else None
     torch.manual_seed(args.seed)
@@ -76,8 +78,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="ImageFolder root with train/ and test/ (e.g. ../shared/data/cifar10).")
     p.add_argument("--out", required=True, help="Folder for attacks.json.")
     p.add_argument("--key", help="The owner's key file: used for the key-holder reference row and κ̂ distances only, never by an attack.")
-    p.add_argument("--quick", action="store_true", help="Small budget (5,000 train images, 6 epochs, subset of each sweep): ~20 min on 2 CPU cores.")
-    p.add_argument("--attacks", nargs="+", choices=list(ATTACKS), help="Run only these attacks (default: all).")
+    p.add_argument("--quick", action="store_true", help="Small budget (5,000 train images, 6 epochs, subset of each sweep): ~20 min on 2 idle CPU cores for the first seven attacks, plus about 8 students for the five of issue 22.")
+    p.add_argument("--attacks", nargs="+", choices=list(ATTACK_NAMES), help="Run only these attacks (default: all).")
     p.add_argument("--student", default="cnn5", help="Student model from sdbox.benchmark.models (default: cnn5).")
     p.add_argument("--box-model", help="Benchmark model name of a custom box (default: found from the weights).")
     p.add_argument("--epochs", type=int, help="Student epochs (default: 6 with --quick, else 30).")
@@ -85,6 +87,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-limit", type=int, help="Class-balanced training subset size (default: 5,000 with --quick, else all).")
     p.add_argument("--test-limit", type=int, help="Test subset size (default: 2,000 with --quick, else all).")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help="cpu, cuda, … (default: cuda when available, else cpu).")
     p.add_argument("--no-progress", action="store_true", help="No progress bars.")
     p.set_defaults(run=run)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..box import SafeBox
-from .base import AttackData, AttackResult, Budget, LossFn, StudentFactory, distill_from_targets, logits_of
+from .base import AttackData, AttackResult, Budget, LossFn, Recipe, StudentFactory, distill_from_targets, logits_of
 
 GRID = [{"alpha": 0.5}, {"alpha": 1.0}]
 QUICK_GRID = [{"alpha": 0.5}]
@@ -38,3 +38,14 @@ def attack(
         student_factory, data, budget, predicted, hard_label_loss(alpha), {"alpha": alpha},
         {"box_train_agreement": round(agreement, 2)}, desc="hard label",
     )
+
+
+def one_hot_logits(logits: torch.Tensor, margin: float = 1e4) -> torch.Tensor:
+    """Logits whose softmax at T = 1 is exactly one-hot on each row's top-1 (KL to it is CE to the class)."""
+    return torch.full_like(logits, -margin).scatter(1, logits.argmax(1, keepdim=True), 0.0)
+
+
+def recipe(box: SafeBox, data: AttackData, budget: Budget) -> Recipe:
+    """The box's predicted classes as targets, through the run's KD loss at T = 1 (its α weighs them against the labels)."""
+    box.eval()
+    return Recipe({}, teacher=lambda x: one_hot_logits(box(x).float()), T=1.0)

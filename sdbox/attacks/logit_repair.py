@@ -18,7 +18,7 @@ import torch
 
 from ..box import SafeBox
 from ..proxy import mix
-from .base import AttackData, AttackResult, Budget, StudentFactory, distill_from_targets, kd_ce_loss, logits_of
+from .base import AttackData, AttackResult, Budget, Recipe, StudentFactory, distill_from_targets, kd_ce_loss, logits_of
 from .random_keys import draw_keys
 
 MODES = ("standardize", "random_key_tail", "smooth")
@@ -59,3 +59,18 @@ def attack(
     targets = repair(clean, mode, scale, tail)
     settings = {"mode": mode, "T": T, "alpha": alpha, **({"scale": scale} if mode != "random_key_tail" else {"n_keys": budget.n_keys})}
     return distill_from_targets(student_factory, data, budget, targets, kd_ce_loss(alpha, T), settings, desc=f"repair {mode}")
+
+
+def recipe(box: SafeBox, data: AttackData, budget: Budget, *, mode: str = "standardize", scale: float = 2.0) -> Recipe:
+    """The repair of :func:`attack`, applied to each batch's clean logits."""
+    if mode not in MODES:
+        raise ValueError(f"Expected `mode` in {MODES}, but got {mode!r}.")
+    box.eval()
+    lam = box.box_config.lam
+    keys = [k.to(budget.device) for k in draw_keys("uniform", budget.n_keys, box, data, budget.seed)] if mode == "random_key_tail" else []
+
+    def teacher(x: torch.Tensor) -> torch.Tensor:
+        tail = torch.stack([box(mix(x, k, lam)) for k in keys]).mean(0) if keys else None
+        return repair(box(x).float(), mode, scale, tail)
+
+    return Recipe({"mode": mode, **({"scale": scale} if mode != "random_key_tail" else {"n_keys": len(keys)})}, teacher=teacher)

@@ -16,7 +16,7 @@ import torch
 from ..box import SafeBox
 from ..key import normalize
 from ..proxy import mix
-from .base import AttackData, AttackResult, Budget, StudentFactory, distill_from_targets, kd_ce_loss, logits_of
+from .base import AttackData, AttackResult, Budget, Recipe, StudentFactory, distill_from_targets, kd_ce_loss, logits_of
 
 FAMILIES = ("uniform", "gaussian", "mean_image")
 GRID = [{"family": f, "lam": lam, "combine": "mean"} for f in FAMILIES for lam in (None, 0.3, 0.7)] + [
@@ -64,3 +64,22 @@ def attack(
     extra = {"box_train_acc_per_key": [round(a, 2) for a in accuracies],
              "box_train_acc_targets": round(100.0 * (targets.argmax(1) == data.train_y).float().mean().item(), 2)}
     return distill_from_targets(student_factory, data, budget, targets, kd_ce_loss(alpha, T), settings, extra, desc=f"random keys {family}")
+
+
+def recipe(box: SafeBox, data: AttackData, budget: Budget, *, family: str = "uniform", lam: float | None = None, combine: str = "mean") -> Recipe:
+    """The same keys as :func:`attack`, read per batch (augmented batches differ from the attacker's tensors)."""
+    if combine not in ("best", "mean"):
+        raise ValueError(f"Expected `combine` in ('best', 'mean'), but got {combine!r}.")
+    lam = float(box.box_config.lam if lam is None else lam)
+    if not 0 < lam < 1:
+        raise ValueError(f"Expected `lam` in (0, 1), but got {lam}.")
+    box.eval()
+    keys = [k.to(budget.device) for k in draw_keys(family, budget.n_keys, box, data, budget.seed)]
+    extra = {}
+    if combine == "best":
+        accuracies = [100.0 * (logits_of(lambda x, k=k: box(mix(x, k, lam)), data.train_x, device=budget.device).argmax(1) == data.train_y).float().mean().item()
+                      for k in keys]
+        keys = [keys[max(range(len(keys)), key=accuracies.__getitem__)]]
+        extra["box_train_acc_per_key"] = [round(a, 2) for a in accuracies]
+    teacher = lambda x: torch.stack([box(mix(x, k, lam)) for k in keys]).mean(0)  # noqa: E731
+    return Recipe({"family": family, "lam": lam, "combine": combine, "n_keys": budget.n_keys}, teacher=teacher, extra=extra)

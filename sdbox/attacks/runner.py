@@ -22,18 +22,10 @@ from ..files import write_text
 from ..key import Key
 from ..progress import progress_bar
 from ..teacher import KeyedTeacher
-from . import hard_label, key_search, logit_repair, random_keys, skeptical, temperature, topk
 from .base import AttackData, AttackResult, Budget, StudentFactory, distill_from_targets, kd_ce_loss, logits_of
+from .registry import ATTACK_NAMES, load
 
-ATTACKS = {
-    "temperature": temperature,
-    "random_keys": random_keys,
-    "topk": topk,
-    "hard_label": hard_label,
-    "skeptical": skeptical,
-    "logit_repair": logit_repair,
-    "key_search": key_search,
-}
+ATTACKS = {name: load(name) for name in ATTACK_NAMES}
 QUICK_BUDGET = Budget(epochs=6, key_search_steps=150, n_keys=4)
 
 

@@ -8,7 +8,7 @@ disturbance is tuned to one temperature only. α = 1 is pure KD (no labels), α 
 from __future__ import annotations
 
 from ..box import SafeBox
-from .base import AttackData, AttackResult, Budget, StudentFactory, distill_from_targets, kd_ce_loss, logits_of
+from .base import AttackData, AttackResult, Budget, Recipe, StudentFactory, distill_from_targets, kd_ce_loss, logits_of
 
 GRID = [{"T": T, "alpha": a} for T in (1, 2, 4, 8, 16, 32) for a in (0.5, 0.9, 1.0)]
 QUICK_GRID = [{"T": 1, "alpha": 0.9}, {"T": 4, "alpha": 0.9}, {"T": 16, "alpha": 0.9}, {"T": 4, "alpha": 1.0}]
@@ -24,3 +24,10 @@ def attack(
         raise ValueError(f"Expected `alpha` in [0, 1], but got {alpha}.")
     targets = logits_of(box, data.train_x, device=budget.device)
     return distill_from_targets(student_factory, data, budget, targets, kd_ce_loss(alpha, T), {"T": T, "alpha": alpha}, desc=f"temperature T={T}")
+
+
+def recipe(box: SafeBox, data: AttackData, budget: Budget, *, T: float | None = None) -> Recipe:
+    """Plain KD from the box's clean logits at ``T`` (None: the run's temperature)."""
+    if T is not None and not T > 0:
+        raise ValueError(f"Expected `T` > 0, but got {T}.")
+    return Recipe({} if T is None else {"T": T}, teacher=box.eval(), T=T)

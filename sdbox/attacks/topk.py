@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..box import SafeBox
-from .base import AttackData, AttackResult, Budget, LossFn, StudentFactory, distill_from_targets, logits_of
+from .base import AttackData, AttackResult, Budget, LossFn, Recipe, StudentFactory, distill_from_targets, logits_of
 
 GRID = [{"k": k, "T": 4.0, "alpha": 0.9} for k in (1, 2, 3)]
 QUICK_GRID = GRID
@@ -46,3 +46,16 @@ def attack(
     """KD on the box's top-``k`` clean logits, renormalised over those k classes."""
     targets = topk_mask(logits_of(box, data.train_x, device=budget.device), k)
     return distill_from_targets(student_factory, data, budget, targets, masked_kd_loss(alpha, T), {"k": k, "T": T, "alpha": alpha}, desc=f"top-{k}")
+
+
+def recipe(box: SafeBox, data: AttackData, budget: Budget, *, k: int = 1) -> Recipe:
+    """KD on the top-``k`` logits; the rest sit 10⁴ below the k-th, so the softmax gives them 0
+    while the run's KD loss (which takes log-probabilities) stays finite."""
+    box.eval()
+
+    def teacher(x: torch.Tensor) -> torch.Tensor:
+        z = topk_mask(box(x).float(), k)
+        floor = z.masked_fill(~torch.isfinite(z), float("inf")).min(1, keepdim=True).values - 1e4
+        return torch.where(torch.isfinite(z), z, floor)
+
+    return Recipe({"k": k}, teacher=teacher)
