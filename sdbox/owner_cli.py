@@ -8,6 +8,9 @@ usage errors exit 2 (argparse). Every flag, output path and value bound for conf
 checked before any training, with the rules the bundle loader applies, so that a wrap never
 trains for an hour and then fails to write, or writes a bundle sdbox itself refuses. Every line
 printed goes through :func:`~sdbox.terminal.escaped`: a bundle's strings are anyone's.
+
+torch, timm and the modules built on them are imported inside the commands that use them: the
+``sdbox`` parser imports this module, and ``sdbox --help`` answers before torch could load.
 """
 
 from __future__ import annotations
@@ -19,24 +22,16 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn as nn
-from torch.utils.data import DataLoader, Subset
-
-from safetensors import SafetensorError
-
-from . import architecture, checkpoint, distributed
+from . import architecture
 from .card import license_warning
-from .box import CONFIG_NAME, WEIGHTS_NAME, SafeBox, file_sha256, read_config
-from .config import BoxConfig
 from .data import balanced_picks, image_folder
 from .errors import BundleError, FidelityError, InputError, PublishError, SaveError, SdboxError
-from .files import atomic_path, write_text
-from .key import BUNDLE_MARKERS, Key
-from .publish import find_secret_files, plan_upload
 from .terminal import escaped
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 
 # ------------------------------------------------------------------------------------ models
@@ -157,6 +152,9 @@ def splits(root: str, transform: Any, limit: int | None, seed: int = 0) -> tuple
 
 
 def _limited(dataset: Any, limit: int | None, seed: int) -> Any:
+    import torch
+    from torch.utils.data import Subset
+
     if limit is None or limit >= len(dataset):
         return dataset
     return Subset(dataset, balanced_picks(torch.tensor(dataset.targets), [limit], seed)[0].tolist())
@@ -172,13 +170,26 @@ def check_options(args: argparse.Namespace) -> None:
         raise InputError(f"Expected --limit to be a number of training images ≥ 1, but got {args.limit}: leave it out to use them all.")
     if not math.isfinite(args.lr) or args.lr <= 0:
         raise InputError(f"Expected --lr to be a finite number > 0, but got {args.lr}.")
+    args.device = resolve_device(args.device)
     check_device(args.device)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` as cuda where this machine has it, else cpu; any other name as given. Resolved
+    when a command runs, not as the parser's default: asking torch takes seconds of imports."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_device(name: str) -> None:
     """A device this machine has: an unknown type (``tpu``) or a missing one (``cuda`` without a
     GPU) would otherwise fail inside torch, after the data and model are loaded. Nothing is
     allocated: under torchrun each rank chooses its GPU later, and a probe would hold GPU 0."""
+    import torch
+
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     have = ["cpu"] + (["cuda"] if gpus == 1 else [f"cuda:0…{gpus - 1}"] if gpus else [])
     try:
@@ -225,6 +236,7 @@ def check_card_metadata(license: str | None, dataset_name: str | None) -> None:
 def finishing_wrap(key_out: Path, checkpoint_dir: str | None) -> bool:
     """Whether ``key_out`` holds the very key of the wrap checkpointed in ``checkpoint_dir``: a
     rerun after a save that failed past the key then finishes that wrap instead of refusing."""
+    from .key import Key
     from .wrap import saved_key
 
     if checkpoint_dir is None or not key_out.is_file():
@@ -239,6 +251,9 @@ def finishing_wrap(key_out: Path, checkpoint_dir: str | None) -> bool:
 def check_outputs(out: Path, key_out: Path, checkpoint_dir: str | None) -> None:
     """Every path wrap will write, before training: an error found after an hour of training
     loses the hour (and, once the key is written, the rerun refuses to overwrite it)."""
+    from .key import BUNDLE_MARKERS
+    from .publish import find_secret_files
+
     if key_out.resolve().parent == out.resolve() or out.resolve() in key_out.resolve().parents:
         raise InputError(f"Expected --key-out outside --out, but {key_out} is inside {out}: uploading the bundle folder would publish the key.")
     if os.path.lexists(key_out) and not finishing_wrap(key_out, checkpoint_dir):
@@ -274,6 +289,8 @@ _STAND_IN = dict(architecture="stand_in", num_classes=2, input_size=(3, 1, 1), m
 def _check_for_config(flag: str, value: Any, expected: str, **fields: Any) -> None:
     """Raise unless the bundle loader (:meth:`BoxConfig.validate`) accepts ``fields``, checked on a
     stand-in config: the CLI then accepts exactly what a bundle may hold, whatever the rules become."""
+    from .config import BoxConfig
+
     if value is None:
         return
     try:
@@ -286,6 +303,12 @@ def _check_for_config(flag: str, value: Any, expected: str, **fields: Any) -> No
 
 # ---------------------------------------------------------------------------------- commands
 def run_wrap(args: argparse.Namespace) -> int:
+    from safetensors import SafetensorError
+    from torch.utils.data import DataLoader
+
+    from . import checkpoint, distributed
+    from .box import CONFIG_NAME, SafeBox
+
     check_options(args)
     check_card_metadata(args.license, args.dataset_name)
     out, key_out = Path(args.out), Path(args.key_out)
@@ -338,6 +361,8 @@ def run_wrap(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    from .box import read_config
+
     folder = Path(args.box)
     config = read_config(_config_path(folder))
     if args.json:
@@ -365,6 +390,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def _warn_about_secrets(folder: Path) -> None:
     """Say what in a bundle folder must not be published, and whether `sdbox push` would refuse it."""
+    from .publish import find_secret_files, plan_upload
+
     if not folder.is_dir():
         return
     secrets = find_secret_files(folder)
@@ -379,6 +406,9 @@ def _warn_about_secrets(folder: Path) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from .box import CONFIG_NAME, WEIGHTS_NAME, file_sha256, read_config
+    from .key import Key
+
     config = read_config(_config_path(Path(args.box)))
     key = Key.load(args.key)
     if key.shape != config.key_shape or key.fingerprint != config.key_fingerprint:
@@ -407,8 +437,12 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_distill(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from .box import SafeBox
     from .distill import distill
     from .evaluate import evaluate
+    from .key import Key
     from .teacher import KeyedTeacher
 
     check_options(args)
@@ -446,6 +480,8 @@ def _is_timm(name: str) -> bool:
 
 
 def _config_path(folder: Path) -> Path:
+    from .box import CONFIG_NAME
+
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise InputError(f"{folder} holds no {CONFIG_NAME}: pass a folder written by `sdbox wrap --out` or `box.save_pretrained`.")
@@ -459,7 +495,7 @@ def _common(p: argparse.ArgumentParser, lr: float, epochs: int) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, help="Use a class-balanced subset of this many training images (quick runs).")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes.")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help="auto (cuda when this machine has it), cpu, cuda, cuda:1, …")
     p.add_argument("--no-progress", action="store_true", help="No progress bars.")
 
 
