@@ -21,6 +21,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -277,6 +278,36 @@ def check_outputs(out: Path, key_out: Path, checkpoint_dir: str | None) -> None:
                          "folder would publish them. Move them out, or choose another --out.")
 
 
+def resume_note(checkpoint_dir: str, epochs: int) -> str | None:
+    """The line a resumed wrap starts with (None when there is nothing to resume): a person who
+    reran the command after Ctrl-C sees at once that the finished epochs are kept, and how to
+    start over instead.
+
+    Reads only the checkpoint's pickled records: ``mmap=True`` maps the tensors (the model, the
+    original and the optimiser, hundreds of MB for a large model) without reading them. The wrap
+    reads and checks the whole checkpoint later, and names what is wrong with a damaged one or
+    one started with other arguments; those are not announced as resumed here.
+    """
+    from . import checkpoint
+
+    path = checkpoint.checkpoint_path(checkpoint_dir)
+    if not path.is_file():
+        return None
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        done, started_for = payload["state"]["epoch"], payload["belongs_to"]["epochs"]
+    except Exception:  # any unreadable file: SafeBox.wrap's own read names the problem and the fix
+        return None
+    if not isinstance(done, int) or started_for != epochs:  # another --epochs: the wrap refuses to resume, naming it
+        return None
+    start_over = f"delete {checkpoint_dir} to start over"
+    if done >= epochs:
+        return f"sdbox wrap: resuming the finished wrap in {checkpoint_dir} ({done} of {epochs} epochs): nothing is trained again; {start_over}."
+    return f"sdbox wrap: resuming from epoch {done + 1} of {epochs} ({done} done, kept in {checkpoint_dir}); {start_over}."
+
+
 def check_label_names(classes: list[str]) -> None:
     """The data's class folder names become the bundle's label_names: same rules as the loader's."""
     _check_for_config("--data", classes, "2 to 100,000 class folders with names of at most 200 characters",
@@ -318,6 +349,9 @@ def run_wrap(args: argparse.Namespace) -> int:
     if (out / CONFIG_NAME).exists() and not args.overwrite:
         raise FileExistsError(f"{out} already holds a bundle: pass --overwrite to replace it, or choose another --out.")
     device = distributed.init_from_env(args.device)  # under torchrun: one wrap over all ranks
+    resuming = resume_note(args.checkpoint_dir, args.epochs)
+    if resuming and distributed.is_main_process():
+        _say(resuming, err=True)
     train, _ = splits(args.data, None, None)
     num_classes = len(train.classes)
     check_label_names(train.classes)
@@ -330,9 +364,12 @@ def run_wrap(args: argparse.Namespace) -> int:
     if distributed.is_main_process():
         _say(f"wrapping {args.model} on {len(train)} images of {args.data} ({num_classes} classes) for {args.epochs} epoch(s)", err=True)
     try:
-        box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
-                           max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
-                           checkpoint_dir=args.checkpoint_dir, keep_checkpoint=True)
+        with warnings.catch_warnings():
+            if resuming:  # said on the first line already; the library's own warning would say it again, with a source line
+                warnings.filterwarnings("ignore", message="Resuming the wrap checkpointed", category=UserWarning)
+            box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
+                               max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
+                               checkpoint_dir=args.checkpoint_dir, keep_checkpoint=True)
     except FidelityError as e:
         raise FidelityError(
             f"No epoch kept accuracy within {args.max_accuracy_drop} points of the original ({e.accuracy_before:.2f}%): the closest "
