@@ -21,6 +21,7 @@ import math
 import os
 import re
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from . import architecture
 from .card import license_warning
 from .data import balanced_picks, image_folder
 from .errors import BundleError, FidelityError, InputError, PublishError, SaveError, SdboxError
+from .progress import OverallProgress
 from .terminal import escaped
 
 if TYPE_CHECKING:
@@ -278,10 +280,10 @@ def check_outputs(out: Path, key_out: Path, checkpoint_dir: str | None) -> None:
                          "folder would publish them. Move them out, or choose another --out.")
 
 
-def resume_note(checkpoint_dir: str, epochs: int) -> str | None:
-    """The line a resumed wrap starts with (None when there is nothing to resume): a person who
-    reran the command after Ctrl-C sees at once that the finished epochs are kept, and how to
-    start over instead.
+def resumed_epochs(checkpoint_dir: str, epochs: int) -> int | None:
+    """The epochs an interrupted wrap of these ``epochs`` finished in ``checkpoint_dir``, or None
+    when there is nothing to resume: a resumed wrap says so on its first line, so that a person
+    who reran the command after Ctrl-C sees at once that the finished epochs are kept.
 
     Reads only the checkpoint's pickled records: ``mmap=True`` maps the tensors (the model, the
     original and the optimiser, hundreds of MB for a large model) without reading them. The wrap
@@ -302,6 +304,11 @@ def resume_note(checkpoint_dir: str, epochs: int) -> str | None:
         return None
     if not isinstance(done, int) or started_for != epochs:  # another --epochs: the wrap refuses to resume, naming it
         return None
+    return done
+
+
+def resume_note(checkpoint_dir: str, done: int, epochs: int) -> str:
+    """The first line of a resumed wrap: the epoch it resumes from, and how to start over instead."""
     start_over = f"delete {checkpoint_dir} to start over"
     if done >= epochs:
         return f"sdbox wrap: resuming the finished wrap in {checkpoint_dir} ({done} of {epochs} epochs): nothing is trained again; {start_over}."
@@ -334,6 +341,8 @@ def _check_for_config(flag: str, value: Any, expected: str, **fields: Any) -> No
 
 # ---------------------------------------------------------------------------------- commands
 def run_wrap(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+
     from safetensors import SafetensorError
     from torch.utils.data import DataLoader
 
@@ -349,9 +358,9 @@ def run_wrap(args: argparse.Namespace) -> int:
     if (out / CONFIG_NAME).exists() and not args.overwrite:
         raise FileExistsError(f"{out} already holds a bundle: pass --overwrite to replace it, or choose another --out.")
     device = distributed.init_from_env(args.device)  # under torchrun: one wrap over all ranks
-    resuming = resume_note(args.checkpoint_dir, args.epochs)
-    if resuming and distributed.is_main_process():
-        _say(resuming, err=True)
+    done = resumed_epochs(args.checkpoint_dir, args.epochs)
+    if done is not None and distributed.is_main_process():
+        _say(resume_note(args.checkpoint_dir, done, args.epochs), err=True)
     train, _ = splits(args.data, None, None)
     num_classes = len(train.classes)
     check_label_names(train.classes)
@@ -363,37 +372,40 @@ def run_wrap(args: argparse.Namespace) -> int:
     check_not_at_chance(model, val_loader or DataLoader(train, batch_size=args.batch_size, shuffle=True), num_classes, device or args.device, args)
     if distributed.is_main_process():
         _say(f"wrapping {args.model} on {len(train)} images of {args.data} ({num_classes} classes) for {args.epochs} epoch(s)", err=True)
-    try:
-        with warnings.catch_warnings():
-            if resuming:  # said on the first line already; the library's own warning would say it again, with a source line
-                warnings.filterwarnings("ignore", message="Resuming the wrap checkpointed", category=UserWarning)
-            box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
-                               max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
-                               checkpoint_dir=args.checkpoint_dir, keep_checkpoint=True)
-    except FidelityError as e:
-        raise FidelityError(
-            f"No epoch kept accuracy within {args.max_accuracy_drop} points of the original ({e.accuracy_before:.2f}%): the closest "
-            f"was epoch {e.closest['epoch']} with clean {e.closest['clean_acc']:.2f}% and keyed {e.closest['keyed_acc']:.2f}%. "
-            f"Rerun with a larger --max-accuracy-drop, a lower --lr (now {args.lr}) or more --epochs (now {args.epochs}), after "
-            f"deleting {args.checkpoint_dir} (it belongs to these settings). Your model is unchanged.") from None
-    if not distributed.is_main_process():
-        return 0  # rank 0 writes the key and the bundle
-    box.box_config.license, box.box_config.base_model = args.license, base
-    box.box_config.datasets = [args.dataset_name] if args.dataset_name else None
-    kept = f"the checkpoint in {args.checkpoint_dir} keeps the finished wrap: free the space and rerun the same command"
-    try:
-        box.key.save(key_out, overwrite=finishing_wrap(key_out, args.checkpoint_dir))  # first: a wrap whose key is lost is lost
-        box.eval().save_pretrained(out)
-    except (OSError, SafetensorError) as e:
-        raise SaveError(f"Could not write the key or the bundle ({e}); {kept} (it resumes without training).") from None
-    checkpoint.remove(checkpoint.checkpoint_path(args.checkpoint_dir), remove_folder=True)  # it holds the key: gone once both are safe
-    note = license_warning(box.box_config, fix="pass --license ID (e.g. apache-2.0)")
-    if note:
-        _say(f"sdbox wrap: warning: {note}", err=True)
-    fid = box.box_config.fidelity
-    _say(f"box: {out}  (clean top-1 {fid['clean_acc_before']:.2f}% → {fid['clean_acc_after']:.2f}%, keyed {fid['keyed_acc_after']:.2f}%)",
-         f"key: {key_out}  (fingerprint {box.key.fingerprint[:12]}…; keep it private and backed up)",
-         f"next: sdbox inspect {out}  |  sdbox push {out} ORG/NAME --private")
+    # One bar over the epochs left (its stages are the wrap's epoch bars), and the wall time from the command's start.
+    with OverallProgress(args.epochs - (done or 0), "sdbox wrap", unit="epoch", started=started,
+                         enabled=not args.no_progress and distributed.is_main_process()):
+        try:
+            with warnings.catch_warnings():
+                if done is not None:  # said on the first line already; the library's own warning would say it again, with a source line
+                    warnings.filterwarnings("ignore", message="Resuming the wrap checkpointed", category=UserWarning)
+                box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
+                                   max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
+                                   checkpoint_dir=args.checkpoint_dir, keep_checkpoint=True)
+        except FidelityError as e:
+            raise FidelityError(
+                f"No epoch kept accuracy within {args.max_accuracy_drop} points of the original ({e.accuracy_before:.2f}%): the closest "
+                f"was epoch {e.closest['epoch']} with clean {e.closest['clean_acc']:.2f}% and keyed {e.closest['keyed_acc']:.2f}%. "
+                f"Rerun with a larger --max-accuracy-drop, a lower --lr (now {args.lr}) or more --epochs (now {args.epochs}), after "
+                f"deleting {args.checkpoint_dir} (it belongs to these settings). Your model is unchanged.") from None
+        if not distributed.is_main_process():
+            return 0  # rank 0 writes the key and the bundle
+        box.box_config.license, box.box_config.base_model = args.license, base
+        box.box_config.datasets = [args.dataset_name] if args.dataset_name else None
+        kept = f"the checkpoint in {args.checkpoint_dir} keeps the finished wrap: free the space and rerun the same command"
+        try:
+            box.key.save(key_out, overwrite=finishing_wrap(key_out, args.checkpoint_dir))  # first: a wrap whose key is lost is lost
+            box.eval().save_pretrained(out)
+        except (OSError, SafetensorError) as e:
+            raise SaveError(f"Could not write the key or the bundle ({e}); {kept} (it resumes without training).") from None
+        checkpoint.remove(checkpoint.checkpoint_path(args.checkpoint_dir), remove_folder=True)  # it holds the key: gone once both are safe
+        note = license_warning(box.box_config, fix="pass --license ID (e.g. apache-2.0)")
+        if note:
+            _say(f"sdbox wrap: warning: {note}", err=True)
+        fid = box.box_config.fidelity
+        _say(f"box: {out}  (clean top-1 {fid['clean_acc_before']:.2f}% → {fid['clean_acc_after']:.2f}%, keyed {fid['keyed_acc_after']:.2f}%)",
+             f"key: {key_out}  (fingerprint {box.key.fingerprint[:12]}…; keep it private and backed up)",
+             f"next: sdbox inspect {out}  |  sdbox push {out} ORG/NAME --private")
     return 0
 
 
@@ -474,6 +486,8 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_distill(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+
     from torch.utils.data import DataLoader
 
     from .box import SafeBox
@@ -494,13 +508,15 @@ def run_distill(args: argparse.Namespace) -> int:
     train, held = splits(args.data, transform_of(config), args.limit)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=len(train) > args.batch_size, num_workers=args.workers)
     _say(f"distilling {args.student} from {args.box} ({'with the key' if args.key else 'WITHOUT a key: what anyone gets'})", err=True)
-    distill(student, teacher, loader, T=args.T, alpha=args.alpha, epochs=args.epochs, lr=args.lr, device=args.device, progress=not args.no_progress)
-    architecture.save_student(student.cpu(), out, architecture.box_data_config(config), label_names=config.label_names,
-                              provenance={"teacher": args.box, "keyed": bool(args.key)})
-    if held is not None:
-        acc = evaluate(student, DataLoader(held, batch_size=args.batch_size), device=args.device)["acc"]
-        _say(f"student top-1 on {len(held)} held-out images: {acc:.2f}%")
-    _say(f"student: {out}")
+    with OverallProgress(args.epochs, "sdbox distill", unit="epoch", started=started, enabled=not args.no_progress):
+        distill(student, teacher, loader, T=args.T, alpha=args.alpha, epochs=args.epochs, lr=args.lr, device=args.device,
+                progress=not args.no_progress)
+        architecture.save_student(student.cpu(), out, architecture.box_data_config(config), label_names=config.label_names,
+                                  provenance={"teacher": args.box, "keyed": bool(args.key)})
+        if held is not None:
+            acc = evaluate(student, DataLoader(held, batch_size=args.batch_size), device=args.device)["acc"]
+            _say(f"student top-1 on {len(held)} held-out images: {acc:.2f}%")
+        _say(f"student: {out}")
     return 0
 
 
