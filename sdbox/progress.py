@@ -198,7 +198,7 @@ class OverallProgress:
         n = self.weigh(desc) * share
         self.done += n
         if self.bar is not None:
-            self.bar.update(n)
+            self.bar.update(int(n) if n == int(n) else n)  # whole epochs as "1/2", not tqdm's "1.0/2"
             self.bar.set_postfix_str(desc)
         return self.status()
 
