@@ -76,7 +76,7 @@ def _ended_share(n: float, total: float | None) -> float:
 class _ReportingBar:
     """A stage's tqdm bar on a terminal that advances the enclosing :class:`OverallProgress` when it ends."""
 
-    def __init__(self, bar: Any, overall: "OverallProgress", desc: str):
+    def __init__(self, bar: Any, overall: OverallProgress, desc: str):
         self.bar, self.overall, self.desc, self.closed = bar, overall, desc, False
 
     def __iter__(self) -> Iterator[Any]:
@@ -105,7 +105,7 @@ class StageLine:
     ``"wrap epoch 1/5: 40/40 steps in 12.3 s (loss=0.412)"``."""
 
     def __init__(self, items: Iterable[T] | None, *, total: int | None, desc: str, stream: TextIO, clock: Clock = time.monotonic,
-                 overall: "OverallProgress | None" = None):
+                 overall: OverallProgress | None = None):
         self.items, self.desc, self.stream, self.clock, self.overall = items, desc, stream, clock, overall
         self.total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)  # type: ignore[arg-type]
         self.n, self.postfix, self.closed = 0, "", False
