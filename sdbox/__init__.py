@@ -2,9 +2,9 @@
 
 Data flows key → proxy input → losses → wrap → box → bundle → keyed teacher → student.
 
-The public names are imported on first use (PEP 562): ``import sdbox`` alone, and so every
-``sdbox`` command, loads neither torch nor timm, which take seconds before ``sdbox --help``
-could answer (issue 21, item 8). ``from sdbox import SafeBox`` works as it always did.
+The public names are imported on first use (PEP 562): ``import sdbox`` alone loads neither torch
+nor timm, so the ``sdbox`` command's parser (``--help``, a usage error) answers without the
+seconds they take to import (issue 21, item 8). ``from sdbox import SafeBox`` works as it always did.
 """
 
 from __future__ import annotations
