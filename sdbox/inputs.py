@@ -4,20 +4,23 @@ Each check turns a mistake that would otherwise surface as a traceback deep insi
 as a silently wrong result) into an :class:`~sdbox.errors.InputError` that names the problem
 and the fix. Checks that cost a host-device sync run on the first batch only, or on tensors
 still on the CPU.
+
+torch is imported inside the functions that need it: :mod:`sdbox.settings` (and through it the
+CLI's parsers) imports :func:`finite_number` from here, and ``sdbox --help`` must not wait for torch.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable, Iterator
-
-import torch
-import torch.nn as nn
-from torch.utils.data import DataLoader, Subset
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .errors import InputError
-from .restoring import eval_mode
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
+    from torch.utils.data import DataLoader
 
 
 def finite_number(value: Any) -> bool:
@@ -65,6 +68,8 @@ def first_batch(loader: Iterable, name: str = "loader") -> tuple[torch.Tensor, t
     raw 0–255 pixels (whole numbers ≥ 0 reaching past 1), which a model trained on normalised
     inputs would take without complaint and answer wrongly.
     """
+    import torch
+
     check_reiterable(loader, name)
     try:
         batch = next(iter(loader))
@@ -87,6 +92,8 @@ def check_batch(batch: Any, name: str = "loader", image_shape: tuple[int, ...] |
 
     Reads shapes and dtypes only, never values: no host-device sync, so it can run on every batch.
     """
+    import torch
+
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
         got = f"{len(batch)} items" if isinstance(batch, (tuple, list)) else f"a {type(batch).__name__}"
         raise InputError(f"Expected `{name}` to yield (images, labels) pairs, e.g. a DataLoader over an ImageFolder, but a batch "
@@ -138,12 +145,16 @@ def check_labels(y: torch.Tensor, num_classes: int, *, always: bool = False) -> 
 
 
 def has_batchnorm(model: nn.Module) -> bool:
+    import torch.nn as nn
+
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def check_batch_of_one(loader: Iterable, model: nn.Module, name: str = "loader") -> None:
     """A training batch of one image breaks BatchNorm's batch statistics; for a DataLoader this is
     known before the first epoch (the last batch of ``len(dataset) % batch_size == 1``)."""
+    from torch.utils.data import DataLoader
+
     if not isinstance(loader, DataLoader) or loader.batch_size is None or loader.drop_last or not has_batchnorm(model):
         return
     size = length(loader.sampler)  # this rank's shard under a DistributedSampler, else the dataset
@@ -172,6 +183,10 @@ def check_classifier(model: nn.Module, x: torch.Tensor) -> int:
     The model must be float32, like the key it is wrapped with: a float64 or bf16 model would fail
     inside the key mixing (``lerp``) with a dtype error that names neither the model nor the fix.
     """
+    import torch
+
+    from .restoring import eval_mode
+
     dtypes = {str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32}
     if dtypes:
         raise InputError(f"Expected a float32 model, but some of its parameters are {', '.join(sorted(dtypes))}: call "
@@ -191,6 +206,9 @@ def check_classifier(model: nn.Module, x: torch.Tensor) -> int:
 
 def split_holdout(loader: DataLoader, fraction: float = 0.1, seed: int = 0) -> tuple[DataLoader, DataLoader]:
     """Carve a held-out slice off a map-style loader, for the fidelity guard without val_loader."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
     dataset = getattr(loader, "dataset", None)
     if dataset is None or (length(dataset) or 0) < 20:
         raise InputError("Pass `val_loader=`: the fidelity guard needs held-out images and this loader's dataset cannot be split.")

@@ -8,6 +8,9 @@ usage errors exit 2 (argparse). Every flag, output path and value bound for conf
 checked before any training, with the rules the bundle loader applies, so that a wrap never
 trains for an hour and then fails to write, or writes a bundle sdbox itself refuses. Every line
 printed goes through :func:`~sdbox.terminal.escaped`: a bundle's strings are anyone's.
+
+torch, timm and the modules built on them are imported inside the commands that use them: the
+``sdbox`` parser imports this module, and ``sdbox --help`` answers before torch could load.
 """
 
 from __future__ import annotations
@@ -18,25 +21,20 @@ import math
 import os
 import re
 import sys
+import time
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn as nn
-from torch.utils.data import DataLoader, Subset
-
-from safetensors import SafetensorError
-
-from . import architecture, checkpoint, distributed
+from . import architecture
 from .card import license_warning
-from .box import CONFIG_NAME, WEIGHTS_NAME, SafeBox, file_sha256, read_config
-from .config import BoxConfig
 from .data import balanced_picks, image_folder
 from .errors import BundleError, FidelityError, InputError, PublishError, SaveError, SdboxError
-from .files import atomic_path, write_text
-from .key import BUNDLE_MARKERS, Key
-from .publish import find_secret_files, plan_upload
+from .progress import OverallProgress
 from .terminal import escaped
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 
 # ------------------------------------------------------------------------------------ models
@@ -157,6 +155,9 @@ def splits(root: str, transform: Any, limit: int | None, seed: int = 0) -> tuple
 
 
 def _limited(dataset: Any, limit: int | None, seed: int) -> Any:
+    import torch
+    from torch.utils.data import Subset
+
     if limit is None or limit >= len(dataset):
         return dataset
     return Subset(dataset, balanced_picks(torch.tensor(dataset.targets), [limit], seed)[0].tolist())
@@ -172,13 +173,26 @@ def check_options(args: argparse.Namespace) -> None:
         raise InputError(f"Expected --limit to be a number of training images ≥ 1, but got {args.limit}: leave it out to use them all.")
     if not math.isfinite(args.lr) or args.lr <= 0:
         raise InputError(f"Expected --lr to be a finite number > 0, but got {args.lr}.")
+    args.device = resolve_device(args.device)
     check_device(args.device)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` as cuda where this machine has it, else cpu; any other name as given. Resolved
+    when a command runs, not as the parser's default: asking torch takes seconds of imports."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_device(name: str) -> None:
     """A device this machine has: an unknown type (``tpu``) or a missing one (``cuda`` without a
     GPU) would otherwise fail inside torch, after the data and model are loaded. Nothing is
     allocated: under torchrun each rank chooses its GPU later, and a probe would hold GPU 0."""
+    import torch
+
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     have = ["cpu"] + (["cuda"] if gpus == 1 else [f"cuda:0…{gpus - 1}"] if gpus else [])
     try:
@@ -225,6 +239,7 @@ def check_card_metadata(license: str | None, dataset_name: str | None) -> None:
 def finishing_wrap(key_out: Path, checkpoint_dir: str | None) -> bool:
     """Whether ``key_out`` holds the very key of the wrap checkpointed in ``checkpoint_dir``: a
     rerun after a save that failed past the key then finishes that wrap instead of refusing."""
+    from .key import Key
     from .wrap import saved_key
 
     if checkpoint_dir is None or not key_out.is_file():
@@ -239,6 +254,9 @@ def finishing_wrap(key_out: Path, checkpoint_dir: str | None) -> bool:
 def check_outputs(out: Path, key_out: Path, checkpoint_dir: str | None) -> None:
     """Every path wrap will write, before training: an error found after an hour of training
     loses the hour (and, once the key is written, the rerun refuses to overwrite it)."""
+    from .key import BUNDLE_MARKERS
+    from .publish import find_secret_files
+
     if key_out.resolve().parent == out.resolve() or out.resolve() in key_out.resolve().parents:
         raise InputError(f"Expected --key-out outside --out, but {key_out} is inside {out}: uploading the bundle folder would publish the key.")
     if os.path.lexists(key_out) and not finishing_wrap(key_out, checkpoint_dir):
@@ -262,6 +280,41 @@ def check_outputs(out: Path, key_out: Path, checkpoint_dir: str | None) -> None:
                          "folder would publish them. Move them out, or choose another --out.")
 
 
+def resumed_epochs(checkpoint_dir: str, epochs: int) -> int | None:
+    """The epochs an interrupted wrap of these ``epochs`` finished in ``checkpoint_dir``, or None
+    when there is nothing to resume: a resumed wrap says so on its first line, so that a person
+    who reran the command after Ctrl-C sees at once that the finished epochs are kept.
+
+    Reads only the checkpoint's pickled records: ``mmap=True`` maps the tensors (the model, the
+    original and the optimiser, hundreds of MB for a large model) without reading them. The wrap
+    reads and checks the whole checkpoint later, and names what is wrong with a damaged one or
+    one started with other arguments; those are not announced as resumed here.
+    """
+    from . import checkpoint
+
+    path = checkpoint.checkpoint_path(checkpoint_dir)
+    if not path.is_file():
+        return None
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        done, started_for = payload["state"]["epoch"], payload["belongs_to"]["epochs"]
+    except Exception:  # any unreadable file: SafeBox.wrap's own read names the problem and the fix
+        return None
+    if not isinstance(done, int) or started_for != epochs:  # another --epochs: the wrap refuses to resume, naming it
+        return None
+    return done
+
+
+def resume_note(checkpoint_dir: str, done: int, epochs: int) -> str:
+    """The first line of a resumed wrap: the epoch it resumes from, and how to start over instead."""
+    start_over = f"delete {checkpoint_dir} to start over"
+    if done >= epochs:
+        return f"sdbox wrap: resuming the finished wrap in {checkpoint_dir} ({done} of {epochs} epochs): nothing is trained again; {start_over}."
+    return f"sdbox wrap: resuming from epoch {done + 1} of {epochs} ({done} done, kept in {checkpoint_dir}); {start_over}."
+
+
 def check_label_names(classes: list[str]) -> None:
     """The data's class folder names become the bundle's label_names: same rules as the loader's."""
     _check_for_config("--data", classes, "2 to 100,000 class folders with names of at most 200 characters",
@@ -274,6 +327,8 @@ _STAND_IN = dict(architecture="stand_in", num_classes=2, input_size=(3, 1, 1), m
 def _check_for_config(flag: str, value: Any, expected: str, **fields: Any) -> None:
     """Raise unless the bundle loader (:meth:`BoxConfig.validate`) accepts ``fields``, checked on a
     stand-in config: the CLI then accepts exactly what a bundle may hold, whatever the rules become."""
+    from .config import BoxConfig
+
     if value is None:
         return
     try:
@@ -286,6 +341,14 @@ def _check_for_config(flag: str, value: Any, expected: str, **fields: Any) -> No
 
 # ---------------------------------------------------------------------------------- commands
 def run_wrap(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+
+    from safetensors import SafetensorError
+    from torch.utils.data import DataLoader
+
+    from . import checkpoint, distributed
+    from .box import CONFIG_NAME, SafeBox
+
     check_options(args)
     check_card_metadata(args.license, args.dataset_name)
     out, key_out = Path(args.out), Path(args.key_out)
@@ -295,6 +358,9 @@ def run_wrap(args: argparse.Namespace) -> int:
     if (out / CONFIG_NAME).exists() and not args.overwrite:
         raise FileExistsError(f"{out} already holds a bundle: pass --overwrite to replace it, or choose another --out.")
     device = distributed.init_from_env(args.device)  # under torchrun: one wrap over all ranks
+    done = resumed_epochs(args.checkpoint_dir, args.epochs)
+    if done is not None and distributed.is_main_process():
+        _say(resume_note(args.checkpoint_dir, done, args.epochs), err=True)
     train, _ = splits(args.data, None, None)
     num_classes = len(train.classes)
     check_label_names(train.classes)
@@ -306,38 +372,46 @@ def run_wrap(args: argparse.Namespace) -> int:
     check_not_at_chance(model, val_loader or DataLoader(train, batch_size=args.batch_size, shuffle=True), num_classes, device or args.device, args)
     if distributed.is_main_process():
         _say(f"wrapping {args.model} on {len(train)} images of {args.data} ({num_classes} classes) for {args.epochs} epoch(s)", err=True)
-    try:
-        box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
-                           max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
-                           checkpoint_dir=args.checkpoint_dir, keep_checkpoint=True)
-    except FidelityError as e:
-        raise FidelityError(
-            f"No epoch kept accuracy within {args.max_accuracy_drop} points of the original ({e.accuracy_before:.2f}%): the closest "
-            f"was epoch {e.closest['epoch']} with clean {e.closest['clean_acc']:.2f}% and keyed {e.closest['keyed_acc']:.2f}%. "
-            f"Rerun with a larger --max-accuracy-drop, a lower --lr (now {args.lr}) or more --epochs (now {args.epochs}), after "
-            f"deleting {args.checkpoint_dir} (it belongs to these settings). Your model is unchanged.") from None
-    if not distributed.is_main_process():
-        return 0  # rank 0 writes the key and the bundle
-    box.box_config.license, box.box_config.base_model = args.license, base
-    box.box_config.datasets = [args.dataset_name] if args.dataset_name else None
-    kept = f"the checkpoint in {args.checkpoint_dir} keeps the finished wrap: free the space and rerun the same command"
-    try:
-        box.key.save(key_out, overwrite=finishing_wrap(key_out, args.checkpoint_dir))  # first: a wrap whose key is lost is lost
-        box.eval().save_pretrained(out)
-    except (OSError, SafetensorError) as e:
-        raise SaveError(f"Could not write the key or the bundle ({e}); {kept} (it resumes without training).") from None
-    checkpoint.remove(checkpoint.checkpoint_path(args.checkpoint_dir), remove_folder=True)  # it holds the key: gone once both are safe
-    note = license_warning(box.box_config, fix="pass --license ID (e.g. apache-2.0)")
-    if note:
-        _say(f"sdbox wrap: warning: {note}", err=True)
-    fid = box.box_config.fidelity
-    _say(f"box: {out}  (clean top-1 {fid['clean_acc_before']:.2f}% → {fid['clean_acc_after']:.2f}%, keyed {fid['keyed_acc_after']:.2f}%)",
-         f"key: {key_out}  (fingerprint {box.key.fingerprint[:12]}…; keep it private and backed up)",
-         f"next: sdbox inspect {out}  |  sdbox push {out} ORG/NAME --private")
+    # One bar over the epochs left (its stages are the wrap's epoch bars), and the wall time from the command's start.
+    with OverallProgress(args.epochs - (done or 0), "sdbox wrap", unit="epoch", started=started,
+                         enabled=not args.no_progress and distributed.is_main_process()):
+        try:
+            with warnings.catch_warnings():
+                if done is not None:  # said on the first line already; the library's own warning would say it again, with a source line
+                    warnings.filterwarnings("ignore", message="Resuming the wrap checkpointed", category=UserWarning)
+                box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
+                                   max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
+                                   checkpoint_dir=args.checkpoint_dir, keep_checkpoint=True)
+        except FidelityError as e:
+            raise FidelityError(
+                f"No epoch kept accuracy within {args.max_accuracy_drop} points of the original ({e.accuracy_before:.2f}%): the closest "
+                f"was epoch {e.closest['epoch']} with clean {e.closest['clean_acc']:.2f}% and keyed {e.closest['keyed_acc']:.2f}%. "
+                f"Rerun with a larger --max-accuracy-drop, a lower --lr (now {args.lr}) or more --epochs (now {args.epochs}), after "
+                f"deleting {args.checkpoint_dir} (it belongs to these settings). Your model is unchanged.") from None
+        if not distributed.is_main_process():
+            return 0  # rank 0 writes the key and the bundle
+        box.box_config.license, box.box_config.base_model = args.license, base
+        box.box_config.datasets = [args.dataset_name] if args.dataset_name else None
+        kept = f"the checkpoint in {args.checkpoint_dir} keeps the finished wrap: free the space and rerun the same command"
+        try:
+            box.key.save(key_out, overwrite=finishing_wrap(key_out, args.checkpoint_dir))  # first: a wrap whose key is lost is lost
+            box.eval().save_pretrained(out)
+        except (OSError, SafetensorError) as e:
+            raise SaveError(f"Could not write the key or the bundle ({e}); {kept} (it resumes without training).") from None
+        checkpoint.remove(checkpoint.checkpoint_path(args.checkpoint_dir), remove_folder=True)  # it holds the key: gone once both are safe
+        note = license_warning(box.box_config, fix="pass --license ID (e.g. apache-2.0)")
+        if note:
+            _say(f"sdbox wrap: warning: {note}", err=True)
+        fid = box.box_config.fidelity
+        _say(f"box: {out}  (clean top-1 {fid['clean_acc_before']:.2f}% → {fid['clean_acc_after']:.2f}%, keyed {fid['keyed_acc_after']:.2f}%)",
+             f"key: {key_out}  (fingerprint {box.key.fingerprint[:12]}…; keep it private and backed up)",
+             f"next: sdbox inspect {out}  |  sdbox push {out} ORG/NAME --private")
     return 0
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    from .box import read_config
+
     folder = Path(args.box)
     config = read_config(_config_path(folder))
     if args.json:
@@ -365,6 +439,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def _warn_about_secrets(folder: Path) -> None:
     """Say what in a bundle folder must not be published, and whether `sdbox push` would refuse it."""
+    from .publish import find_secret_files, plan_upload
+
     if not folder.is_dir():
         return
     secrets = find_secret_files(folder)
@@ -379,6 +455,9 @@ def _warn_about_secrets(folder: Path) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from .box import CONFIG_NAME, WEIGHTS_NAME, file_sha256, read_config
+    from .key import Key
+
     config = read_config(_config_path(Path(args.box)))
     key = Key.load(args.key)
     if key.shape != config.key_shape or key.fingerprint != config.key_fingerprint:
@@ -407,8 +486,14 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_distill(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+
+    from torch.utils.data import DataLoader
+
+    from .box import SafeBox
     from .distill import distill
     from .evaluate import evaluate
+    from .key import Key
     from .teacher import KeyedTeacher
 
     check_options(args)
@@ -423,13 +508,15 @@ def run_distill(args: argparse.Namespace) -> int:
     train, held = splits(args.data, transform_of(config), args.limit)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=len(train) > args.batch_size, num_workers=args.workers)
     _say(f"distilling {args.student} from {args.box} ({'with the key' if args.key else 'WITHOUT a key: what anyone gets'})", err=True)
-    distill(student, teacher, loader, T=args.T, alpha=args.alpha, epochs=args.epochs, lr=args.lr, device=args.device, progress=not args.no_progress)
-    architecture.save_student(student.cpu(), out, architecture.box_data_config(config), label_names=config.label_names,
-                              provenance={"teacher": args.box, "keyed": bool(args.key)})
-    if held is not None:
-        acc = evaluate(student, DataLoader(held, batch_size=args.batch_size), device=args.device)["acc"]
-        _say(f"student top-1 on {len(held)} held-out images: {acc:.2f}%")
-    _say(f"student: {out}")
+    with OverallProgress(args.epochs, "sdbox distill", unit="epoch", started=started, enabled=not args.no_progress):
+        distill(student, teacher, loader, T=args.T, alpha=args.alpha, epochs=args.epochs, lr=args.lr, device=args.device,
+                progress=not args.no_progress)
+        architecture.save_student(student.cpu(), out, architecture.box_data_config(config), label_names=config.label_names,
+                                  provenance={"teacher": args.box, "keyed": bool(args.key)})
+        if held is not None:
+            acc = evaluate(student, DataLoader(held, batch_size=args.batch_size), device=args.device)["acc"]
+            _say(f"student top-1 on {len(held)} held-out images: {acc:.2f}%")
+        _say(f"student: {out}")
     return 0
 
 
@@ -446,6 +533,8 @@ def _is_timm(name: str) -> bool:
 
 
 def _config_path(folder: Path) -> Path:
+    from .box import CONFIG_NAME
+
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise InputError(f"{folder} holds no {CONFIG_NAME}: pass a folder written by `sdbox wrap --out` or `box.save_pretrained`.")
@@ -459,7 +548,7 @@ def _common(p: argparse.ArgumentParser, lr: float, epochs: int) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, help="Use a class-balanced subset of this many training images (quick runs).")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes.")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help="auto (cuda when this machine has it), cpu, cuda, cuda:1, …")
     p.add_argument("--no-progress", action="store_true", help="No progress bars.")
 
 

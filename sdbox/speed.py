@@ -15,14 +15,15 @@ import copy
 import json
 import statistics
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-import torch.nn as nn
-
-from .fastpath import FastPath
 from .files import write_text
-from .restoring import global_rng_kept
+
+if TYPE_CHECKING:  # imported where used: the `sdbox` parser imports this module, and `--help` must not wait for torch
+    import torch
+    import torch.nn as nn
+
+    from .fastpath import FastPath
 
 
 # --------------------------------------------------------------------------------------------
@@ -34,6 +35,8 @@ _CPU_REPS = {"resnet18_cifar": 5}
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)
 
 
@@ -59,20 +62,27 @@ def paired_medians(fns: dict[str, Callable[[], Any]], reps: int, device: torch.d
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-@global_rng_kept()  # it seeds torch for paired, reproducible timings; the caller's stream is left as found
 def measure(
     model_name: str, batch_size: int, reps: int, device: torch.device, fast: FastPath, kd_batches: int = 8
 ) -> dict[str, Any]:
     """Time plain vs SDB training steps, plain vs keyed teachers and plain vs keyed KD epochs."""
+    import torch
+
+    from .restoring import global_rng_kept
+
     if reps < 1:
         raise ValueError(f"Expected `reps` ≥ 1, but got {reps}.")
     fast = fast.resolve(device)
-    torch.manual_seed(0)
-    with fast.running_on(device):
-        return _measure(model_name, batch_size, reps, device, fast, kd_batches)
+    with global_rng_kept():  # it seeds torch for paired, reproducible timings; the caller's stream is left as found
+        torch.manual_seed(0)
+        with fast.running_on(device):
+            return _measure(model_name, batch_size, reps, device, fast, kd_batches)
 
 
 def _measure(model_name: str, batch_size: int, reps: int, device: torch.device, fast: FastPath, kd_batches: int) -> dict[str, Any]:
+    import torch
+    import torch.nn as nn
+
     from .benchmark.models import create
     from .box import SafeBox
     from .config import BoxConfig
@@ -172,6 +182,10 @@ def format_result(r: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .fastpath import FastPath
+
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.threads is not None:
         if args.threads < 1:

@@ -112,6 +112,23 @@ def test_distill_with_the_key_writes_a_student(wrapped_dir, tmp_path, capsys):
     load_model(student, str(tmp_path / "student" / "model.safetensors"))
 
 
+def test_distill_and_wrap_redirected_print_a_line_per_epoch_with_the_commands_progress_and_end_with_the_wall_time(wrapped_dir, tmp_path, capsys):
+    """capsys's stderr is no terminal, like `sdbox distill ... 2> log`: no carriage-return frames."""
+    quick_with_progress = [a for a in QUICK if a != "--no-progress"]
+    quick_with_progress[quick_with_progress.index("--epochs") + 1] = "2"
+    assert main(["distill", str(wrapped_dir / "out"), "--data", str(DATA), "--student", "test_resnet", "--out", str(tmp_path / "student"),
+                 *quick_with_progress]) == 0
+    assert main(["wrap", f"local-dir:{save_teacher(tmp_path / 'teacher', 'test_resnet')}", "--data", str(DATA), "--out", str(tmp_path / "box"),
+                 "--key-out", str(tmp_path / "owner.key"), "--max-accuracy-drop", "100", "--allow-low-accuracy", *quick_with_progress]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    for command, stage in (("distill", "distill epoch"), ("wrap", "wrap epoch")):
+        lines = [line for line in err.splitlines() if line.startswith((stage, f"sdbox {command}: finished"))]
+        assert [line.split(":")[0] for line in lines] == [f"{stage} 1/2", f"{stage} 2/2", f"sdbox {command}"]
+        assert f"; sdbox {command}: 1/2 epochs, " in lines[0] and " left" in lines[0] and f"; sdbox {command}: 2/2 epochs, " in lines[1]
+        assert lines[2].endswith("(wall time)")
+
+
 def test_wrap_a_torchvision_model_from_its_weights_file(tmp_path, capsys):
     import torchvision
     from safetensors.torch import save_file

@@ -99,9 +99,10 @@ def test_a_folder_without_two_class_folders_shows_the_layout(tmp_path, classes):
 
 
 @pytest.mark.parametrize("point", ["after the first epoch's checkpoint", "at the key", "mid-bundle"])
-def test_a_wrap_killed_at_any_file_writing_point_finishes_on_rerun_with_nothing_lost(teacher_dir, tmp_path, monkeypatch, point):
-    """Fault injection: the rerun of the same command resumes or finishes, the key opens the
-    bundle, the checkpoint is gone, and no secret sits in the bundle folder."""
+def test_a_wrap_killed_at_any_file_writing_point_finishes_on_rerun_with_nothing_lost(teacher_dir, tmp_path, monkeypatch, capsys, point):
+    """Fault injection: the rerun of the same command resumes or finishes, saying so on its first
+    line with the epoch it resumes from; the key opens the bundle, the checkpoint is gone, and no
+    secret sits in the bundle folder."""
     import sdbox.wrap as wrap_module
     from sdbox.publish import find_secret_files
 
@@ -124,7 +125,14 @@ def test_a_wrap_killed_at_any_file_writing_point_finishes_on_rerun_with_nothing_
             patch.setattr(*((Key, "save", fail) if point == "at the key" else (SafeBox, "_save_pretrained", fail)))
             assert main(args) == 1
     assert (tmp_path / "owner.key.checkpoint" / "wrap_state.pt").is_file()  # what was finished is kept
+    capsys.readouterr()
     assert main(args) == 0
+    first = capsys.readouterr().err.splitlines()[0]
+    checkpoint = tmp_path / "owner.key.checkpoint"
+    assert first == (f"sdbox wrap: resuming from epoch 2 of 2 (1 done, kept in {checkpoint}); delete {checkpoint} to start over."
+                     if point == "after the first epoch's checkpoint" else
+                     f"sdbox wrap: resuming the finished wrap in {checkpoint} (2 of 2 epochs): nothing is trained again; "
+                     f"delete {checkpoint} to start over.")
     key = Key.load(tmp_path / "owner.key")
     assert key.norm is not None and SafeBox.from_pretrained(tmp_path / "out").box_config.key_fingerprint == key.fingerprint
     assert not (tmp_path / "owner.key.checkpoint").exists() and not find_secret_files(tmp_path / "out")

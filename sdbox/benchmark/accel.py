@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from ..fastpath import FastPath
+from .gpu_budget import student_batch_size  # noqa: F401  (the runner's name for it; defined without torch)
 from .presets import GpuPreset, Preset
 
 
@@ -21,11 +22,6 @@ def fast_path(p: Preset) -> FastPath | None:
     if not isinstance(p, GpuPreset):
         return None
     return FastPath(amp=p.amp, channels_last=p.channels_last)
-
-
-def student_batch_size(p: Preset) -> int:
-    """The students' batch: a GPU preset's own, else the preset's one batch size."""
-    return p.student_batch_size if isinstance(p, GpuPreset) else p.batch_size
 
 
 class FastTeacher(nn.Module):

@@ -1,13 +1,16 @@
-"""``sdbox benchmark`` and ``sdbox demo``: argument parsing only; the work is in :mod:`.runner`."""
+"""``sdbox benchmark`` and ``sdbox demo``: argument parsing and the command's overall progress;
+the work is in :mod:`.runner`."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
-from .gpu_budget import UTILISATION, estimate
-from .presets import DEMO, GPU, PRESETS
+from ..progress import OverallProgress
+from .gpu_budget import UTILISATION, estimate, rows_per_seed
+from .presets import DEMO, GPU, PRESETS, Preset, get_preset
 
 
 def default_data() -> str | None:
@@ -48,24 +51,53 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(run=run_demo_cli)
 
 
+def overall_progress(p: Preset, seeds: int, command: str, *, enabled: bool, started: float) -> OverallProgress:
+    """One bar over a run, in percent of its planned training, advanced by the stage bars the
+    runner draws: the teacher's training, each wrap epoch of each box, each epoch of each student.
+
+    A stage weighs what :func:`.gpu_budget.estimate` gives its kind in FLOPs: arithmetic, not a
+    measurement, but it ranks the stages on a CPU as on a GPU (a demo's students are half of
+    its work, its teacher a tenth), so the time left follows the run's real pace, not a count of
+    unequal stages. A rerun draws no bar for what it finds done (a cached teacher, the boxes and
+    students of an earlier run): the estimate then runs high and the bar ends short of 100%.
+    """
+    flops = {stage.key: stage.flops for stage in estimate(p, seeds).stages}
+    boxes = len([m for m in p.methods if m != "Normal"])
+    per_bar = {  # the start of each stage bar's description, and what one such bar weighs
+        "teacher": flops["teacher"],
+        "wrap epoch": flops["wrap"] / max(boxes * p.wrap_epochs, 1),
+        "distill epoch": flops["students"] / (len(rows_per_seed(p)) * seeds * p.student_epochs),
+    }
+
+    def weigh(desc: str) -> float:
+        return next((weight for kind, weight in per_bar.items() if desc.startswith(kind)), 0.0)
+
+    return OverallProgress(flops["teacher"] + flops["wrap"] + flops["students"], f"sdbox {command}", unit=None, weigh=weigh,
+                           enabled=enabled, started=started)
+
+
 def run_benchmark_cli(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     from .runner import run_benchmark
 
-    run_benchmark(args.data, args.preset, args.seeds, args.out, teacher=args.teacher, device=args.device, threads=args.threads,
-                  progress=not args.no_progress)
-    print(f"results: {Path(args.out) / 'results.json'}\nreport:  {Path(args.out) / 'report.md'}")
+    with overall_progress(get_preset(args.preset), args.seeds, "benchmark", enabled=not args.no_progress, started=started):
+        run_benchmark(args.data, args.preset, args.seeds, args.out, teacher=args.teacher, device=args.device, threads=args.threads,
+                      progress=not args.no_progress)
+        print(f"results: {Path(args.out) / 'results.json'}\nreport:  {Path(args.out) / 'report.md'}")
     return 0
 
 
 def run_demo_cli(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     from .report import NO_MATPLOTLIB, STUDENTS_PNG, demo_summary
     from .runner import run_benchmark
 
-    results = run_benchmark(args.data, DEMO, 1, args.out, teacher=args.teacher, device=args.device, threads=args.threads,
-                            progress=not args.no_progress)
-    print("\n" + demo_summary(results) + "\n")
-    print(f"report: {Path(args.out) / 'report.md'}")
-    figure = Path(args.out) / STUDENTS_PNG
-    print(f"figure: {figure}" if figure.exists() else NO_MATPLOTLIB)
-    print(f"wall time: {results['wall_time_s']:.0f} s on {results['device']}")
+    with overall_progress(DEMO, 1, "demo", enabled=not args.no_progress, started=started):
+        results = run_benchmark(args.data, DEMO, 1, args.out, teacher=args.teacher, device=args.device, threads=args.threads,
+                                progress=not args.no_progress)
+        print("\n" + demo_summary(results) + "\n")
+        print(f"report: {Path(args.out) / 'report.md'}")
+        figure = Path(args.out) / STUDENTS_PNG
+        print(f"figure: {figure}" if figure.exists() else NO_MATPLOTLIB)
+        print(f"wall time: {results['wall_time_s']:.0f} s on {results['device']}")
     return 0

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .accel import student_batch_size
-from .presets import Preset
+from .presets import GpuPreset, Preset
 
 # Forward FLOPs of one 32×32 image (multiply-adds × 2), as torch.utils.flop_counter counts the
 # convolutions and matrix products of sdbox.benchmark.models (tests/test_gpu_preset.py re-counts).
@@ -104,6 +103,13 @@ def estimate(p: Preset, seeds: int, *, utilisation: float = UTILISATION) -> Esti
         Stage("students", f"students ({len(rows)} a seed, {steps} steps each)", student_flops, student_s),
     )
     return Estimate(p.name, seeds, utilisation, stages)
+
+
+def student_batch_size(p: Preset) -> int:
+    """The students' batch: a GPU preset's own, else the preset's one batch size. Defined here,
+    not in :mod:`.accel` (which needs torch), so that ``sdbox benchmark --help`` can print this
+    module's estimate without importing torch."""
+    return p.student_batch_size if isinstance(p, GpuPreset) else p.batch_size
 
 
 def rows_per_seed(p: Preset) -> list[tuple[str, bool]]:
