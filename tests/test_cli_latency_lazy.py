@@ -44,8 +44,6 @@ for module in (owner_cli, benchmark_cli, speed):
     assert heavy_after(code) == []
 
 
-@pytest.mark.xfail(strict=True, reason="sdbox/attacks/__init__.py and attacks/cli.py import torch when the parser is built "
-                                       "(the attacks' owner moves those imports into the functions; then remove this mark)")
 @pytest.mark.parametrize("argv", [["--help"], ["inspect", "--help"], ["verify", "--help"], ["wrap", "--help"]])
 def test_help_imports_no_heavy_package(argv):
     code = f"""
