@@ -411,6 +411,7 @@ def run_wrap(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     from .box import read_config
+    from .card import strongest_attack_line
 
     folder = Path(args.box)
     config = read_config(_config_path(folder))
@@ -430,6 +431,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         f"settings          t_dis {config.t_dis}, ω {config.omega}, η {config.eta}",
         "fidelity          " + (", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in config.fidelity.items()) or "(none)"),
         f"report            {', '.join(sorted(config.report)) if config.report else '(no protection report run)'}",
+        *([f"strongest attack  {attack}"] if (attack := strongest_attack_line(config, markdown=False)) else []),
         f"card metadata     license {config.license or 'unknown'}, base_model {config.base_model or '-'}, datasets {config.datasets or '-'}",
     ]
     _say(*lines)

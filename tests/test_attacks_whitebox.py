@@ -279,7 +279,7 @@ def test_a_rerun_reads_the_attack_rows_and_trains_nothing(regime, monkeypatch):
     assert all(first[r["row"]] == r["acc"] for r in again["rows"])
 
 
-def test_the_card_names_the_strongest_attack_with_its_figure(regime):
+def test_the_card_names_the_strongest_attack_with_its_figure(regime, capsys):
     from sdbox import SafeBox
     from sdbox.attacks.regime import store_in_box, strongest_attack
 
@@ -294,6 +294,11 @@ def test_the_card_names_the_strongest_attack_with_its_figure(regime):
     loaded = SafeBox.from_pretrained(target, model=create("cnn5"))
     assert loaded.box_config.report["attacks"]["attack"] == strongest["attack"]
     assert "claims" in loaded.box_config.report
+    from sdbox.cli import main
+
+    assert main(["inspect", str(target)]) == 0  # and the owner's terminal says it too
+    shown = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("strongest attack"))
+    assert strongest["attack"] in shown and f"{strongest['diff']['mean']:+.2f} points" in shown and "`" not in shown
 
 
 def test_an_attack_without_a_recipe_is_refused_before_any_work(tmp_path):
