@@ -8,7 +8,6 @@ mixin copies those into config.json), never an attribute the bundle reads, never
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -27,7 +26,8 @@ from safetensors.torch import load_model, save_model
 
 from . import architecture, distributed
 from .card import fidelity_markdown, model_card
-from .config import BoxConfig
+from .config import BoxConfig, read_config
+from .formats import CONFIG_NAME, WEIGHTS_NAME, file_sha256
 from .preprocessing import Normalization, resolve_normalization
 from .preprocessing import EvalPipeline, eval_pipeline, layer_names, resolve_label_names
 from .evaluate import evaluate
@@ -41,13 +41,10 @@ from .inputs import check_batch_of_one, check_classifier, check_labels, check_tr
 from .settings import SDBSettings
 from .wrap import WrapResult, fine_tune, saved_key
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 # Never uploaded, whatever the folder holds: key files, wrap checkpoints (they hold the key) and
 # hidden files (the atomic writer's temporary files).
 KEY_FILE_PATTERNS = ["*.key", "*.key.*", f"*{CHECKPOINT_NAME}", ".*", "*/.*"]
-MAX_CONFIG_BYTES = 16 << 20  # a config with a full protection report is a few kB
 # The smallest wrap that protected in our measurements (demo regime, issue 18: 12 epochs over
 # all 49,000 training images at lr 0.05; 2 and 6 epochs did not).
 PROTECTING_EPOCHS = 12
@@ -453,17 +450,6 @@ def model_description(model: nn.Module, library: str, num_classes: int, norm: No
     return {"first_conv": first_conv, "classifier": classifier, "model_args": json.loads(json.dumps(args))}
 
 
-def read_config(path: Path) -> BoxConfig:
-    """Parse a bundle's config.json: bounded in size, every field checked (:meth:`BoxConfig.from_json`)."""
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise BundleError(f"{path} is {path.stat().st_size} bytes, more than any sdbox config ({MAX_CONFIG_BYTES}): the bundle is damaged; download it again.")
-    try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # JSONDecodeError, too many digits, too deep
-        raise BundleError(f"{path} is not valid JSON ({type(e).__name__}: {str(e)[:100]}): the bundle is damaged; download it again.") from None
-    return BoxConfig.from_json(raw, str(path))
-
-
 def load_weights(model: nn.Module, path: Path, architecture_name: str, map_location: str | torch.device = "cpu") -> None:
     """Fill ``model`` from a bundle's model.safetensors (no pickle); any damage is a BundleError.
 
@@ -476,12 +462,3 @@ def load_weights(model: nn.Module, path: Path, architecture_name: str, map_locat
         raise BundleError(f"{path} is not a readable safetensors file ({str(e)[:200]}): download the bundle again.") from None
     except RuntimeError as e:
         raise BundleError(f"The weights in {path} do not fit the model {architecture_name}: {str(e).splitlines()[0][:300]}. Pass the matching `model=`.") from None
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB chunks (what config.json's `weights_sha256` records)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -23,11 +23,9 @@ import torch.nn as nn
 from .errors import CheckpointError
 from .files import atomic_write
 from .inputs import length
+from .formats import CHECKPOINT_NAME
+from .formats import CHECKPOINT_PARTS as PARTS
 from .key import Key
-
-CHECKPOINT_NAME = "wrap_state.pt"
-# What every wrap checkpoint holds (sdbox.publish recognises a copied checkpoint by these names).
-PARTS = ("model", "original", "random", "optimizer", "scheduler", "state", "key", "belongs_to")
 _START_OVER = "point `checkpoint_dir` at an empty folder to start over"
 
 

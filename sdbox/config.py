@@ -7,14 +7,16 @@ Loading tolerates unknown keys (a newer sdbox may add fields) and rejects damage
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from .errors import BundleError
+from .formats import MAX_CHANNELS, MAX_CONFIG_BYTES, MAX_SIDE
 from .inputs import finite_number
-from .key import MAX_CHANNELS, MAX_SIDE
 
 BOX_FORMAT_VERSION = 1
 
@@ -235,3 +237,14 @@ def _check(ok: bool, source: str, name: str, expected: str, got: Any) -> None:
         shown = repr(got)
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         raise BundleError(f"{source} is not a valid sdbox config: expected `{name}` to be {expected}, but got {shown}. {_RESTORE.capitalize()}")
+
+
+def read_config(path: Path) -> BoxConfig:
+    """Parse a bundle's config.json: bounded in size, every field checked (:meth:`BoxConfig.from_json`)."""
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise BundleError(f"{path} is {path.stat().st_size} bytes, more than any sdbox config ({MAX_CONFIG_BYTES}): the bundle is damaged; download it again.")
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # JSONDecodeError, too many digits, too deep
+        raise BundleError(f"{path} is not valid JSON ({type(e).__name__}: {str(e)[:100]}): the bundle is damaged; download it again.") from None
+    return BoxConfig.from_json(raw, str(path))

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
 
-from .box import CONFIG_NAME, read_config
+from .config import read_config
+from .formats import CONFIG_NAME
 from .errors import BundleError
 from .publish import plan_upload
 from .terminal import escaped

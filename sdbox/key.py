@@ -32,27 +32,17 @@ from safetensors.torch import save as st_save
 
 from .errors import KeyFileError
 from .files import write_bytes
+from .formats import BUNDLE_MARKERS, KEY_FORMAT, KEY_FORMAT_VERSION, MAX_CHANNELS, MAX_KEY_HEADER_BYTES, MAX_SIDE, is_key_file
 
-KEY_FORMAT = "sdbox-key"
-# Files that make a folder a bundle (box.py's CONFIG_NAME and WEIGHTS_NAME): no key goes beside them.
-BUNDLE_MARKERS = ("config.json", "model.safetensors")
-# 2: the file may carry keyed normalisation tensors ("norm/<module>.<tensor>") beside "key".
-KEY_FORMAT_VERSION = 2
 NORM_PREFIX = "norm/"
 # The fingerprint covers κ, λ and the shape only, under the tag of format 1, so boxes wrapped
 # by any sdbox keep recognising their keys.
 _FINGERPRINT_TAG = b"sdbox-key/v1"
-# Bounds on an input (C, H, W), hence on a key: generous for image classifiers (multispectral
-# channels, 2048-pixel sides), small enough that a hostile file cannot make sdbox allocate
-# gigabytes. A bundle's input_size obeys the same bounds.
-MAX_CHANNELS = 64
-MAX_SIDE = 2048
 # Keyed normalisation: a ResNet-152 has ~0.4 M normalisation values and a ViT-L ~0.2 M; the
 # bounds leave room for far larger models while a hostile file stays small.
 MAX_NORM_TENSORS = 4096
 MAX_NORM_VALUES = 1 << 24
-_MAX_KEY_HEADER_BYTES = 1 << 20
-_MAX_KEY_FILE_BYTES = 8 + _MAX_KEY_HEADER_BYTES + 4 * MAX_CHANNELS * MAX_SIDE * MAX_SIDE + 4 * MAX_NORM_VALUES
+_MAX_KEY_FILE_BYTES = 8 + MAX_KEY_HEADER_BYTES + 4 * MAX_CHANNELS * MAX_SIDE * MAX_SIDE + 4 * MAX_NORM_VALUES
 _NORM_NAME = re.compile(r"[A-Za-z0-9_.]{1,300}")
 
 
@@ -234,22 +224,6 @@ class Key:
         return f"Key(shape={self.shape}, lam={self.lam}, fingerprint={self.fingerprint[:12]}…)"
 
 
-def is_key_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is an sdbox key file, judged by its header (the name may be anything)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                return False
-            size = struct.unpack("<Q", head)[0]
-            if size > _MAX_KEY_HEADER_BYTES:
-                return False
-            header = json.loads(f.read(size))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
-        return False
-    return isinstance(header, dict) and isinstance(header.get("__metadata__"), dict) and header["__metadata__"].get("format") == KEY_FORMAT
-
-
 def find_key_files(folder: str | os.PathLike, max_files: int = 10_000) -> list[Path]:
     """Key files anywhere under ``folder``: named ``*.key`` or holding an sdbox key, whatever their name."""
     folder = Path(folder)
@@ -272,7 +246,7 @@ def _parse_key_file(raw: bytes, path: Path, fix: str) -> tuple[dict[str, str], t
     if len(raw) < 8:
         raise refuse(f"{len(raw)} bytes, shorter than a safetensors header")
     header_len = struct.unpack("<Q", raw[:8])[0]
-    if header_len > _MAX_KEY_HEADER_BYTES or 8 + header_len > len(raw):
+    if header_len > MAX_KEY_HEADER_BYTES or 8 + header_len > len(raw):
         raise refuse(f"header length {header_len} does not fit the file's {len(raw)} bytes")
     try:
         header = json.loads(raw[8 : 8 + header_len])

@@ -410,8 +410,8 @@ def run_wrap(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from .box import read_config
     from .card import strongest_attack_line
+    from .config import read_config
 
     folder = Path(args.box)
     config = read_config(_config_path(folder))
@@ -457,7 +457,8 @@ def _warn_about_secrets(folder: Path) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from .box import CONFIG_NAME, WEIGHTS_NAME, file_sha256, read_config
+    from .config import read_config
+    from .formats import CONFIG_NAME, WEIGHTS_NAME, file_sha256
     from .key import Key
 
     config = read_config(_config_path(Path(args.box)))
@@ -535,7 +536,7 @@ def _is_timm(name: str) -> bool:
 
 
 def _config_path(folder: Path) -> Path:
-    from .box import CONFIG_NAME
+    from .formats import CONFIG_NAME
 
     path = folder / CONFIG_NAME
     if not path.is_file():

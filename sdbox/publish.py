@@ -37,10 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .checkpoint import PARTS as CHECKPOINT_PARTS
-from .checkpoint import CHECKPOINT_NAME
 from .errors import PublishError
-from .key import is_key_file
+from .formats import CHECKPOINT_NAME, CHECKPOINT_PARTS, is_key_file
 
 # What each kind of secret is, as the warnings and refusals name it.
 KEY_FILE = "an sdbox key"

@@ -72,3 +72,18 @@ def test_the_public_names_are_the_same_objects_as_before():
         assert getattr(sdbox, name) is getattr(importlib.import_module(f"sdbox.{module}"), name)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         sdbox.nope  # noqa: B018
+
+
+def test_inspect_reads_a_bundle_without_importing_torch(wrapped, tmp_path):
+    """`sdbox inspect` only reads config.json (and looks for secrets beside it): no model runs, so
+    no torch, timm or safetensors is imported and it answers at once."""
+    wrapped.save_pretrained(tmp_path / "box")
+    code = f"""
+import contextlib, io
+import sdbox.cli
+shown = io.StringIO()
+with contextlib.redirect_stdout(shown):
+    assert sdbox.cli.main(["inspect", {str(tmp_path / "box")!r}]) == 0
+assert "key fingerprint   {wrapped.box_config.key_fingerprint}" in shown.getvalue(), shown.getvalue()
+"""
+    assert heavy_after(code) == []
