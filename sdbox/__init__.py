@@ -21,6 +21,7 @@ from .errors import (
     InputError,
     KeyFileError,
     NonFiniteLossError,
+    ResumeWarning,
     SdboxError,
     WrongKeyError,
 )
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SafeBox", "Key", "KeyedTeacher", "SDBSettings", "FastPath", "mix", "kd_loss", "distill",
     "SdboxError", "WrongKeyError", "KeyFileError", "BundleError", "CheckpointError", "FidelityError", "NonFiniteLossError", "InputError",
+    "ResumeWarning",
 ]
 
 # Each lazily imported public name and the submodule that defines it.

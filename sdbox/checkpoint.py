@@ -62,6 +62,24 @@ def save(path: Path, payload: dict[str, Any]) -> None:
         torch.save(payload, f)
 
 
+def epochs_done(path: Path, epochs: int) -> int | None:
+    """The epochs a checkpoint of a wrap of ``epochs`` finished, or None (no file, unreadable, or
+    started for another number of epochs).
+
+    Reads only the pickled records: ``mmap=True`` maps the tensors (the model, the original and
+    the optimiser, hundreds of MB for a large model) without reading them. :func:`load` reads and
+    checks the whole file later and names what is wrong with a damaged one.
+    """
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        done, started_for = payload["state"]["epoch"], payload["belongs_to"]["epochs"]
+    except Exception:  # any unreadable file: load() names the problem and the fix
+        return None
+    return done if isinstance(done, int) and started_for == epochs else None
+
+
 def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint without unpickling code; a damaged file is a :class:`CheckpointError`."""
     try:

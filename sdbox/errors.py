@@ -58,3 +58,7 @@ class InputError(SdboxError, ValueError):
 
 class PublishError(SdboxError, OSError):
     """A folder cannot be published safely: a symlink leads out of it, to nothing, or to a secret."""
+
+
+class ResumeWarning(UserWarning):
+    """A wrap goes on from its checkpoint instead of starting over (a caller that already said so can filter this category)."""

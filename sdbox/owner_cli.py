@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from . import architecture
 from .card import license_warning
 from .data import balanced_picks, image_folder
-from .errors import BundleError, FidelityError, InputError, PublishError, SaveError, SdboxError
+from .errors import BundleError, FidelityError, InputError, PublishError, ResumeWarning, SaveError, SdboxError
 from .progress import OverallProgress
 from .terminal import escaped
 
@@ -283,28 +283,12 @@ def check_outputs(out: Path, key_out: Path, checkpoint_dir: str | None) -> None:
 def resumed_epochs(checkpoint_dir: str, epochs: int) -> int | None:
     """The epochs an interrupted wrap of these ``epochs`` finished in ``checkpoint_dir``, or None
     when there is nothing to resume: a resumed wrap says so on its first line, so that a person
-    who reran the command after Ctrl-C sees at once that the finished epochs are kept.
-
-    Reads only the checkpoint's pickled records: ``mmap=True`` maps the tensors (the model, the
-    original and the optimiser, hundreds of MB for a large model) without reading them. The wrap
-    reads and checks the whole checkpoint later, and names what is wrong with a damaged one or
-    one started with other arguments; those are not announced as resumed here.
+    who reran the command after Ctrl-C sees at once that the finished epochs are kept. A damaged
+    checkpoint or one started with other arguments is not announced: the wrap names its problem.
     """
     from . import checkpoint
 
-    path = checkpoint.checkpoint_path(checkpoint_dir)
-    if not path.is_file():
-        return None
-    import torch
-
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        done, started_for = payload["state"]["epoch"], payload["belongs_to"]["epochs"]
-    except Exception:  # any unreadable file: SafeBox.wrap's own read names the problem and the fix
-        return None
-    if not isinstance(done, int) or started_for != epochs:  # another --epochs: the wrap refuses to resume, naming it
-        return None
-    return done
+    return checkpoint.epochs_done(checkpoint.checkpoint_path(checkpoint_dir), epochs)
 
 
 def resume_note(checkpoint_dir: str, done: int, epochs: int) -> str:
@@ -378,7 +362,7 @@ def run_wrap(args: argparse.Namespace) -> int:
         try:
             with warnings.catch_warnings():
                 if done is not None:  # said on the first line already; the library's own warning would say it again, with a source line
-                    warnings.filterwarnings("ignore", message="Resuming the wrap checkpointed", category=UserWarning)
+                    warnings.simplefilter("ignore", ResumeWarning)
                 box = SafeBox.wrap(model, loader, val_loader=val_loader, epochs=args.epochs, lr=args.lr, lam=args.lam,
                                    max_accuracy_drop=args.max_accuracy_drop, device=device, progress=not args.no_progress,
                                    checkpoint_dir=args.checkpoint_dir, keep_checkpoint=True)

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from . import checkpoint, distributed, keyed_norm
-from .errors import CheckpointError, FidelityError, InputError, NonFiniteLossError
+from .errors import CheckpointError, FidelityError, InputError, NonFiniteLossError, ResumeWarning
 from .evaluate import evaluate, tail_rank_correlation
 from .losses import decoy_target
 from .fastpath import FastPath
@@ -391,7 +391,7 @@ def _resume(path: Path, payload: dict[str, Any], model, frozen, keyed, optimizer
     finished = " It had finished, so nothing is trained again." if state.epoch >= epochs else ""
     warnings.warn(f"Resuming the wrap checkpointed in {path.parent}: {state.epoch} of {epochs} epochs done, with the key "
                   f"{key.fingerprint[:12]}… it started with.{finished} Point `checkpoint_dir` at an empty folder to start over.",
-                  stacklevel=4)
+                  ResumeWarning, stacklevel=4)
     _rescale_schedule(scheduler, state.epoch * steps_per_epoch, epochs * steps_per_epoch)
 
 

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from sdbox import InputError, SafeBox
+from sdbox import InputError, ResumeWarning, SafeBox
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 
 ARGS = dict(epochs=1, max_accuracy_drop=100, device="cpu", progress=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
@@ -28,7 +28,7 @@ def test_a_kept_checkpoint_says_what_it_resumes(pretrained, train_ds, make_loade
     dl = make_loader(train_ds, n=50)
     kwargs = dict(val_loader=dl, checkpoint_dir=tmp_path / "ck", keep_checkpoint=True, **ARGS)
     box = SafeBox.wrap(copy.deepcopy(pretrained), dl, **kwargs)
-    with pytest.warns(UserWarning, match=rf"Resuming the wrap.*1 of 1 epochs done.*{box.key.fingerprint[:12]}.*nothing is trained again"):
+    with pytest.warns(ResumeWarning, match=rf"Resuming the wrap.*1 of 1 epochs done.*{box.key.fingerprint[:12]}.*nothing is trained again"):
         again = SafeBox.wrap(copy.deepcopy(pretrained), dl, **kwargs)
     assert again.key.fingerprint == box.key.fingerprint
 
