@@ -143,7 +143,7 @@ def test_the_attack_runner_leaves_the_global_rng_alone():
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
 
 
-def test_cli_end_to_end(box, tmp_path):
+def test_cli_end_to_end(box, tmp_path, capsys):
     from sdbox.attacks.cli import add_parsers
     import argparse
 
@@ -153,8 +153,12 @@ def test_cli_end_to_end(box, tmp_path):
     add_parsers(parser.add_subparsers())
     args = parser.parse_args([
         "attack", "--box", str(tmp_path / "box"), "--data", str(DATA), "--out", str(tmp_path / "out"), "--key", str(tmp_path / "owner.key"),
-        "--quick", "--attacks", "hard_label", "--epochs", "1", "--train-limit", "100", "--test-limit", "50", "--device", "cpu", "--no-progress",
+        "--quick", "--attacks", "hard_label", "--epochs", "1", "--train-limit", "100", "--test-limit", "50", "--device", "cpu",
     ])
     assert args.run(args) == 0
     rows = json.loads((tmp_path / "out" / "attacks.json").read_text())
     assert [r["attack"] for r in rows] == ["scratch", "key_holder", "hard_label"]
+    # Not a terminal: one line per finished row with the command's progress, and the wall time at the end.
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sdbox attack:")]
+    assert [line.split(" done,")[0] for line in err[:3]] == ["sdbox attack: scratch", "sdbox attack: key_holder", "sdbox attack: hard_label"]
+    assert "3/3 rows" in err[2] and "finished in" in err[-1]

@@ -39,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
     from ..key import Key
     from .base import AttackData, Budget
     from .report import attacks_markdown
-    from .runner import QUICK_BUDGET, run_attacks
+    from ..progress import OverallProgress
+    from .runner import QUICK_BUDGET, plan, run_attacks
 
-    start = time.time()
+    start, started = time.time(), time.monotonic()
     box = load_box(args.box, args.box_model)
     config = box.box_config
     train_limit = args.train_limit or (5000 if args.quick else None)
@@ -62,11 +63,17 @@ def run(args: argparse.Namespace) -> int:
     meta = {"box": str(Path(args.box).resolve()), "data": str(Path(args.data).resolve()), "student": args.student,
             "box_lam": config.lam, "box_omega": config.omega, "box_architecture": config.architecture,
             "key_given_for_reference_rows": key is not None, "decode_s": round(time.time() - start, 1)}
-    report = run_attacks(
-        box, data, lambda: create(args.student, config.num_classes), budget, quick=args.quick, key=key,
-        attacks=args.attacks, out=args.out, meta=meta,
-        on_row=lambda r: print(f"{r['attack']:>13} {r['student_acc']:6.2f}%  {r['settings']}  ({r['wall_s']}s)", file=sys.stderr, flush=True),
-    )
+    rows = 1 + (key is not None) + len(plan(args.quick, args.attacks))  # scratch, the key holder, each planned attack
+
+    # One overall bar counts finished rows (the stage bars inside an attack weigh nothing: attacks
+    # differ too much in their work to share a unit), and ends with the wall time.
+    with OverallProgress(rows, "sdbox attack", unit="row", weigh=lambda desc: 0.0, started=started, enabled=not args.no_progress) as overall:
+        def on_row(r: dict) -> None:
+            print(f"{r['attack']:>13} {r['student_acc']:6.2f}%  {r['settings']}  ({r['wall_s']}s)", file=sys.stderr, flush=True)
+            overall.update(1, stage=r["attack"])
+
+        report = run_attacks(box, data, lambda: create(args.student, config.num_classes), budget, quick=args.quick, key=key,
+                             attacks=args.attacks, out=args.out, meta=meta, on_row=on_row)
     print(attacks_markdown(report))
     print(f"wrote {Path(args.out) / 'attacks.json'} in {time.time() - start:.0f}s")
     return 0
