@@ -457,8 +457,8 @@ def test_main_loss_kl_is_the_kd_loss_on_the_proxy_stream(pretrained, batch, key)
     x, y = batch
     frozen = FrozenModels.from_model(pretrained, with_random=False)
     model = copy.deepcopy(pretrained).train()
-    _, mse = sdb_step(copy.deepcopy(model), frozen, x, y, key.tensor, SDBSettings(eta=0.0, disturbance_form="push"))
-    _, kl = sdb_step(copy.deepcopy(model), frozen, x, y, key.tensor, SDBSettings(eta=0.0, main_loss="kl", disturbance_form="push"))
+    _, mse = sdb_step(copy.deepcopy(model), frozen, x, y, key.tensor, SDBSettings(eta=0.0, main_loss="mse", disturbance_form="push"))
+    _, kl = sdb_step(copy.deepcopy(model), frozen, x, y, key.tensor, SDBSettings(eta=0.0, disturbance_form="push"))  # the default
     with torch.no_grad():
         reference = copy.deepcopy(model)
         reference(x)

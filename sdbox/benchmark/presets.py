@@ -128,13 +128,13 @@ CPU = Preset(
     n_teacher=None, n_wrap=None, n_distill=1000, n_val=1000, n_test=5000,
     teacher_epochs=4, teacher_lr=0.05,
     wrap_epochs=12, wrap_lr=0.05, student_epochs=20,
-    omega=1.0, eta=1e-3, lam=0.5, max_accuracy_drop=3.0,
+    omega=1.0, eta=1e-3, lam=0.5, max_accuracy_drop=3.0, main_loss="kl",
     methods=("Normal", "SDB"), key_rows=("SDB",), random_keys=4,
     notes=("Data-limited regime: the teacher learnt from 49,000 training images; every distiller holds the same "
            "class-balanced 1,000 of them (with crop/flip) — the realistic threat, and the setting where KD pays "
            "(and where issue 18 measured the recipe).",
            "The box is wrapped once with the default recipe (decoy disturbance ranked by the random copy, ω = 1, λ = 0.5, "
-           "a 4-pixel tiled key, keyed normalisation) over all 49,000 images for 12 epochs at lr 0.05 — three times the "
+           "a 4-pixel tiled key, keyed normalisation, L_main as a KL from the original's soft labels) over all 49,000 images for 12 epochs at lr 0.05 — three times the "
            "teacher's own budget — with a 3-point fidelity guard on the validation slice.",
            "Seeds vary the students' initial weights and batch order, shared by every row of a seed, and draw 4 fresh "
            "tiled keys each (12 in all), each read with the box's public statistics and with statistics the attacker "
