@@ -90,9 +90,14 @@ def fine_tune(
 ) -> WrapResult:
     """Fine-tune ``model`` in place into an SDB box; keep the best epoch that passes the guard.
 
-    "Best" is the epoch whose clean soft labels sit furthest from the original's (the largest
-    divergence, i.e. the most disturbed) among those within ``max_accuracy_drop`` points of the
-    original's clean accuracy and with keyed accuracy within the same margin. ``fast`` picks
+    "Best", among the epochs within ``max_accuracy_drop`` points of the original's clean accuracy
+    (and with keyed accuracy within the same margin), is the epoch whose clean tail is closest to
+    its decoy target (``target_tail_corr``) when the disturbance has one, else the one whose clean
+    soft labels sit furthest from the original's (the largest divergence). The divergence from
+    the original plateaus within a few percent after the first epochs, so it picked early epochs
+    still recovering from the disturbance (clean 2–3 points under the last epochs on validation,
+    the keyed stream further from the original), while the target's reach kept rising to the end
+    (docs/benchmark.md, "The recipe that protects"). ``fast`` picks
     bf16 autocast, channels_last and torch.compile (default: the first two on CUDA only).
 
     On success the model holds the chosen epoch's weights; on any failure (FidelityError,
@@ -249,8 +254,9 @@ def _train(
         floor = state.clean_acc_before - max_accuracy_drop
         # Without a key stream (plain Nasty Teacher) nobody reads x̃: only clean accuracy is guarded.
         keyed_ok = opened["acc"] >= floor or not settings.key_embedding
-        if clean["acc"] >= floor and keyed_ok and clean["divergence"] > state.best_score:
-            state.best_epoch, state.best_score = epoch + 1, clean["divergence"]
+        score = record["target_tail_corr"] if settings.decoys else clean["divergence"]
+        if clean["acc"] >= floor and keyed_ok and score > state.best_score:
+            state.best_epoch, state.best_score = epoch + 1, score
             state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             state.best_norm = keyed.snapshot() if keyed is not None else None
         state.epoch = epoch + 1

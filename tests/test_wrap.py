@@ -189,7 +189,8 @@ def test_fidelity_guard_keeps_the_most_disturbed_qualifying_epoch(pretrained, tr
 
     monkeypatch.setattr(wrap_module, "evaluate", scripted_evaluate)
     dl = make_loader(train_ds, n=50, shuffle=True)
-    box = SafeBox.wrap(pretrained, dl, val_loader=dl, epochs=4, max_accuracy_drop=1.0, device="cpu", progress=False, **NORM)
+    push = SDBSettings(disturbance_form="push")  # no decoy target: the divergence decides
+    box = SafeBox.wrap(pretrained, dl, val_loader=dl, epochs=4, max_accuracy_drop=1.0, device="cpu", progress=False, settings=push, **NORM)
     result = box.wrap_result
     assert result.best_epoch == 3
     assert (result.clean_acc_before, result.clean_acc_after, result.divergence_after) == (60.0, 59.5, 0.3)
@@ -197,6 +198,35 @@ def test_fidelity_guard_keeps_the_most_disturbed_qualifying_epoch(pretrained, tr
     for name, value in box.model.state_dict().items():
         assert torch.equal(value, snapshots[2][name]), name
     assert any(not torch.equal(snapshots[2][n], snapshots[3][n]) for n in snapshots[2]), "epochs 3 and 4 must differ for this test to mean anything"
+
+
+def test_with_a_decoy_the_guard_keeps_the_qualifying_epoch_closest_to_its_target(pretrained, train_ds, make_loader, monkeypatch):
+    """Scripted figures: epoch 2 is the most divergent, epoch 3 the closest to the decoy target,
+    epoch 4 closer still but too inaccurate: epoch 3 must win, with its weights."""
+    import sdbox.wrap as wrap_module
+
+    script = iter([
+        {"acc": 60.0, "images": 50},
+        {"acc": 60.0, "divergence": 0.1}, {"acc": 60.0, "divergence": 0.0},
+        {"acc": 60.0, "divergence": 0.9}, {"acc": 60.0, "divergence": 0.0},
+        {"acc": 59.5, "divergence": 0.3}, {"acc": 59.5, "divergence": 0.0},
+        {"acc": 50.0, "divergence": 0.2}, {"acc": 60.0, "divergence": 0.0},
+    ])
+    reach = iter([0.2, 0.4, 0.7, 0.9])
+    snapshots = []
+
+    def scripted_reach(model, *args):
+        snapshots.append(copy.deepcopy(model.state_dict()))
+        return {"target_tail_corr": next(reach), "target_top2": 0.5}
+
+    monkeypatch.setattr(wrap_module, "evaluate", lambda model, loader, **kwargs: next(script))
+    monkeypatch.setattr(wrap_module, "_target_reach", scripted_reach)
+    dl = make_loader(train_ds, n=50, shuffle=True)
+    box = SafeBox.wrap(pretrained, dl, val_loader=dl, epochs=4, max_accuracy_drop=1.0, device="cpu", progress=False, **NORM)
+    assert box.wrap_result.best_epoch == 3 and box.wrap_result.divergence_after == 0.3
+    assert [e["target_tail_corr"] for e in box.wrap_result.epochs] == [0.2, 0.4, 0.7, 0.9]
+    for name, value in box.model.state_dict().items():
+        assert torch.equal(value, snapshots[2][name]), name
 
 
 def test_wrap_argument_validation(pretrained, train_ds, make_loader):
