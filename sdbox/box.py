@@ -24,7 +24,7 @@ from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalE
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from . import architecture, distributed
+from . import __version__, architecture, distributed
 from .card import fidelity_markdown, model_card
 from .config import BoxConfig, read_config
 from .formats import CONFIG_NAME, WEIGHTS_NAME, file_sha256
@@ -205,6 +205,9 @@ class SafeBox(nn.Module, ModelHubMixin, tags=["sdbox", "safe-distillation-box"])
             keyed_norm=result.keyed_norm is not None,
             lam=settings.lam, t_dis=settings.t_dis, omega=settings.omega if settings.disturbance else 0.0,
             eta=settings.eta if settings.preservation else 0.0,
+            sdbox_version=__version__,
+            method={**dataclasses.asdict(settings), "epochs": epochs, "lr": lr, "max_accuracy_drop": max_accuracy_drop,
+                    "kept_epoch": "closest to the decoy target" if settings.decoys else "most divergent"},
             fidelity={
                 "clean_acc_before": result.clean_acc_before,
                 "clean_acc_after": result.clean_acc_after,

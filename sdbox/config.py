@@ -57,6 +57,10 @@ class BoxConfig:
     license: str | None = field(default=None, metadata={"help": "License of the published weights (Hub identifier)."})
     base_model: str | None = field(default=None, metadata={"help": "Hub id of the model the box was wrapped from."})
     datasets: list[str] | None = field(default=None, metadata={"help": "Names of the data the box was wrapped and measured on."})
+    # What made the box: the version, and every setting of the method and its budget (λ, T_dis, ω
+    # and η above stay where older bundles and readers find them).
+    sdbox_version: str | None = field(default=None, metadata={"help": "The sdbox that wrapped the box (None: one from before versions were stamped)."})
+    method: dict[str, Any] = field(default_factory=dict, metadata={"help": "Every setting of the wrap: SDBSettings, epochs, lr, the guard and how it chose the epoch."})
 
     @property
     def key_shape(self) -> tuple[int, int, int]:
@@ -94,6 +98,8 @@ class BoxConfig:
                 "fidelity": self.fidelity,
                 "report": self.report,
                 "weights_sha256": self.weights_sha256,
+                "sdbox_version": self.sdbox_version,
+                "method": self.method,
                 **{k: v for k, v in (("license", self.license), ("base_model", self.base_model), ("datasets", self.datasets)) if v is not None},
             },
         }
@@ -118,6 +124,9 @@ class BoxConfig:
         unknown = set(sd) - known - {"key_shape"}
         if unknown:
             warnings.warn(f"{source}: ignoring unknown sdbox fields {sorted(map(str, unknown))[:10]} (written by a newer sdbox?)", stacklevel=3)
+        if "sdbox_version" not in sd:
+            warnings.warn(f"{source} was written by an sdbox that stamped no version: of its wrap's settings only λ, T_dis, ω and η "
+                          "are recorded (rewrap with this sdbox to record them all).", stacklevel=3)
         values = {k: v for k, v in sd.items() if k in known}
         values.update(architecture=data["architecture"], num_classes=data["num_classes"],
                       input_size=cfg["input_size"], mean=cfg["mean"], std=cfg["std"])  # pretrained_cfg wins
@@ -197,6 +206,11 @@ class BoxConfig:
             value = getattr(self, name)
             _check(value is None or (isinstance(value, str) and _HUB_NAME.fullmatch(value) is not None), source, name,
                    "null or a Hub identifier (letters, digits, `_ . - /`)", value)
+        _check(self.sdbox_version is None or (isinstance(self.sdbox_version, str) and _VERSION.fullmatch(self.sdbox_version) is not None),
+               source, "sdbox_version", "null or a version such as 0.1.0", self.sdbox_version)
+        _check(isinstance(self.method, dict) and len(self.method) <= 64 and all(
+            isinstance(k, str) and _ARG_NAME.fullmatch(k) is not None and _plain_value(v) for k, v in self.method.items()),
+            source, "method", "a map of setting names to numbers, strings or short lists", self.method)
         _check(self.datasets is None or (isinstance(self.datasets, list) and len(self.datasets) <= 16 and all(
             isinstance(d, str) and _HUB_NAME.fullmatch(d) is not None for d in self.datasets)), source, "datasets",
             "null or a list of dataset names", self.datasets)
@@ -207,6 +221,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.<>\-]{0,199}")  # timm, torchvis
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MODULE_NAME = re.compile(r"[A-Za-z0-9_.]{1,200}")
 _ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_VERSION = re.compile(r"[0-9A-Za-z.+\-]{1,40}")
 _HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,199}")
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos", "random")
 _TOP_LEVEL = ("num_features", "global_pool", "model_args", "label_names")

@@ -412,7 +412,9 @@ def run_inspect(args: argparse.Namespace) -> int:
         f"classes           {', '.join(config.label_names[:10]) + (' …' if len(config.label_names) > 10 else '') if config.label_names else '(not recorded)'}",
         f"model_args        {config.model_args or '{}'}",
         f"key fingerprint   {config.key_fingerprint}  (λ = {config.lam})",
-        f"settings          t_dis {config.t_dis}, ω {config.omega}, η {config.eta}",
+        f"settings          t_dis {config.t_dis}, ω {config.omega}, η {config.eta}"
+        + "".join(f", {k} {v}" for k, v in config.method.items() if k not in ("lam", "t_dis", "omega", "eta")),
+        f"wrapped by        sdbox {config.sdbox_version or '(a version from before bundles were stamped)'}",
         "fidelity          " + (", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in config.fidelity.items()) or "(none)"),
         f"report            {', '.join(sorted(config.report)) if config.report else '(no protection report run)'}",
         *([f"strongest attack  {attack}"] if (attack := strongest_attack_line(config, markdown=False)) else []),

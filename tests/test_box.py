@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 import sdbox.box
-from sdbox import BundleError, Key, KeyedTeacher, SafeBox, distill
+from sdbox import BundleError, Key, KeyedTeacher, SafeBox, SDBSettings, distill
 from sdbox.config import BoxConfig
 from sdbox.data import CIFAR10_MEAN, CIFAR10_STD
 
@@ -232,6 +232,29 @@ def test_unknown_sdbox_fields_only_warn(damaged, tiny_cls):
     with pytest.warns(UserWarning, match="from_the_future"):
         box = SafeBox.from_pretrained(damaged, model=tiny_cls())
     assert box.box_config.num_classes == 10
+
+
+def test_the_bundle_records_the_version_and_every_method_setting(bundle, damaged, tiny_cls):
+    import sdbox
+    from dataclasses import fields as dataclass_fields
+
+    config = SafeBox.from_pretrained(bundle, model=tiny_cls()).box_config
+    assert config.sdbox_version == sdbox.__version__
+    assert {f.name for f in dataclass_fields(SDBSettings)} | {"epochs", "lr", "max_accuracy_drop", "kept_epoch"} == set(config.method)
+    assert config.method["main_loss"] == SDBSettings().main_loss and config.method["kept_epoch"] == "closest to the decoy target"
+    # An older bundle (no version stamp) still loads, with one warning saying what it lacks.
+    edit_config(damaged, lambda c: [c["sdbox"].pop(k) for k in ("sdbox_version", "method")])
+    with pytest.warns(UserWarning, match="stamped no version") as caught:
+        old = SafeBox.from_pretrained(damaged, model=tiny_cls())
+    assert len(caught) == 1 and old.box_config.method == {} and old.box_config.sdbox_version is None
+
+
+@pytest.mark.parametrize("field, value", [("method", {"main_loss": {"nested": 1}}), ("method", ["kl"]), ("method", {"bad name": 1}),
+                                          ("sdbox_version", "0.1.0; rm -rf /"), ("sdbox_version", 3)])
+def test_a_hostile_method_record_is_a_named_bundle_error(damaged, tiny_cls, field, value):
+    edit_config(damaged, lambda c: c["sdbox"].update({field: value}))
+    with pytest.raises(BundleError, match=f"`{field}`"):
+        SafeBox.from_pretrained(damaged, model=tiny_cls())
 
 
 def test_clean_bundle_loads_without_warnings(bundle, tiny_cls):

@@ -61,6 +61,7 @@ def test_inspect_shows_what_the_bundle_publishes(wrapped_dir, capsys):
     shown = capsys.readouterr().out
     assert "resnet18 (timm), 10 classes" in shown and "plain timm" in shown
     assert "mean [0.4914, 0.4822, 0.4465]" in shown and "airplane, automobile" in shown
+    assert "main_loss kl" in shown and "kept_epoch closest to the decoy target" in shown and "wrapped by        sdbox 0." in shown
     assert main(["inspect", str(wrapped_dir / "out"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["architecture"] == "resnet18"
 
