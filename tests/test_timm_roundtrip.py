@@ -16,7 +16,7 @@ import pytest
 import timm
 import torch
 from timm.data import create_transform, resolve_data_config
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms._presets import ImageClassification
