@@ -36,7 +36,7 @@ def bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------------------------ sdb_step
 def test_sdb_step_named_losses_match_the_equations(pretrained, batch, key):
     x, y = batch
-    settings = SDBSettings(omega=0.3, eta=0.05, t_dis=4.0, disturbance_form="push")
+    settings = SDBSettings(omega=0.3, eta=0.05, t_dis=4.0, disturbance_form="push", main_loss="mse")  # Eq. 9 as published
     frozen = FrozenModels.from_model(pretrained, with_random=True, seed=0)
     model = copy.deepcopy(pretrained).train()
     reference = copy.deepcopy(model)  # same weights and mode: recomputes the step by hand
