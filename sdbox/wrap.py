@@ -97,7 +97,7 @@ def fine_tune(
     the original plateaus within a few percent after the first epochs, so it picked early epochs
     still recovering from the disturbance (clean 2–3 points under the last epochs on validation,
     the keyed stream further from the original), while the target's reach kept rising to the end
-    (docs/benchmark.md, "The recipe that protects"). ``fast`` picks
+    (docs/benchmark.md, "Round 5"). ``fast`` picks
     bf16 autocast, channels_last and torch.compile (default: the first two on CUDA only).
 
     On success the model holds the chosen epoch's weights; on any failure (FidelityError,
