@@ -55,9 +55,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6, help="Epochs to train the stand-in model.")
     args = parser.parse_args()
     start = time.monotonic()
-    # Measured with the defaults: 4.6 and 8.0 min on one thread of a 2-core machine shared with a benchmark (load 2–5).
+    # Measured with the defaults: 2.5 min on the idle 2-core machine (load 0.1, plain install, empty cache); 4.6 and 8.0 min on one thread of it shared with a benchmark (load 2–5).
     print(f"quickstart: a stand-in model ({args.epochs} epochs on {args.train_images} images), a 4-epoch wrap, and three 3-epoch "
-          "students; with the defaults 5–8 min on one thread of a busy 2-core machine", flush=True)
+          "students; with the defaults 2.5 min on an idle 2-core machine, 5–8 min on a busy one", flush=True)
     torch.manual_seed(0)
 
     # Your data, with the preprocessing you train with: the box publishes exactly this.
@@ -115,7 +115,7 @@ def main() -> None:
     print("\n".join(f"  {name:<27} {acc:6.2f}%  ({acc - scratch:+.2f} vs scratch)" for name, acc in scores.items()))
     print(f"Read each KD figure against scratch, not against the key holder. One seed on {args.train_images:,} images is no "
           "measurement of protection, whichever way its figures fall; in the benchmark's measurements wraps this short did not "
-          "protect (docs/benchmark.md): `sdbox benchmark --preset cpu` measures the 12-epoch wrap that does, with 3 seeds and intervals.")
+          "protect (docs/benchmark.md): `sdbox benchmark --preset cpu` measures the 12-epoch default wrap with 3 seeds and intervals.")
     print(f"box and key saved under {out}; next: sdbox inspect {out / 'box'}")
     print(f"wall time: {(time.monotonic() - start) / 60:.1f} min")
 
