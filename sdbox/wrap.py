@@ -203,6 +203,8 @@ def _train(
     payload = _read_checkpoint(ckpt) if ckpt is not None else None
     if payload is not None:
         _resume(ckpt, payload, model, frozen, keyed, optimizer, scheduler, state, key, identity, steps_per_epoch or 1, epochs)
+        if state.best_epoch > 0:  # scored again by this sdbox's rule: a checkpoint from before it stored another score
+            state.best_score = _score(state.epochs[state.best_epoch - 1], settings)
     else:
         base = _evaluate(frozen.original, val_loader, device=device)
         state.clean_acc_before, state.val_images = base["acc"], base["images"]
@@ -254,7 +256,7 @@ def _train(
         floor = state.clean_acc_before - max_accuracy_drop
         # Without a key stream (plain Nasty Teacher) nobody reads x̃: only clean accuracy is guarded.
         keyed_ok = opened["acc"] >= floor or not settings.key_embedding
-        score = record["target_tail_corr"] if settings.decoys else clean["divergence"]
+        score = _score(record, settings)
         if clean["acc"] >= floor and keyed_ok and score > state.best_score:
             state.best_epoch, state.best_score = epoch + 1, score
             state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -302,6 +304,13 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
 def _evaluate(model: nn.Module, loader: Iterable, *, device: torch.device, **kwargs: Any) -> dict[str, Any]:
     """:func:`~sdbox.evaluate.evaluate` on this rank's shard, summed over ranks."""
     return distributed.all_reduce_evaluation(evaluate(model, loader, device=device, **kwargs), device)
+
+
+def _score(record: dict[str, Any], settings: SDBSettings) -> float:
+    """What the guard maximises among qualifying epochs: closeness to the decoy target, else divergence."""
+    if settings.decoys:
+        return record.get("target_tail_corr", -math.inf)  # an epoch recorded before the reach was measured never wins
+    return record["divergence"]
 
 
 @torch.inference_mode()

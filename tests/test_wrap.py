@@ -4,6 +4,7 @@ non-finite losses and input validation — on real CIFAR-10 images and a tiny CN
 from __future__ import annotations
 
 import copy
+import math
 import re
 import stat
 
@@ -687,3 +688,13 @@ def test_cudnn_benchmark_is_put_back(monkeypatch):
         with fast.running_on("cuda"):
             raise RuntimeError("a failed wrap")
     assert torch.backends.cudnn.benchmark is False
+
+
+def test_the_guard_score_follows_the_disturbance_and_never_prefers_an_unmeasured_epoch():
+    """What a resumed wrap re-scores its kept epoch with (a checkpoint of an older sdbox stored a divergence)."""
+    from sdbox.wrap import _score
+
+    record = {"divergence": 2.9, "target_tail_corr": 0.8}
+    assert _score(record, SDBSettings()) == 0.8  # the default decoy: closeness to its target
+    assert _score(record, SDBSettings(disturbance_form="push")) == 2.9
+    assert _score({"divergence": 2.9}, SDBSettings()) == -math.inf  # recorded before the reach was measured
